@@ -27,7 +27,8 @@
 # DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
 # parameter-shard, each with a free data port, logs shard-K.log), on which the parameter server places its shards; that
 # takes Training:Mode Sync (README). ShardNodes and
-# ParameterServerShards are read from the environment, not from the --config file. A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
+# ParameterServerShards are read from the environment, not from the --config file; a --config file that sets ShardNodes to
+# true without the variable set stops the script before anything starts (exit code 2, naming the variables to set). A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -72,7 +73,7 @@ fi
 # The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
 # --output/-o (the script gives each node its --role), each with its value as the next argument or after '='. Without
 # --config the nodes train configs/fashion-mnist-mlp.json.
-has_config=0; i=1
+has_config=0; config_file=""; i=1
 while [ "$i" -le $# ]; do
   option="${!i}"; name="${option%%=*}"
   case "$name" in
@@ -81,8 +82,11 @@ while [ "$i" -le $# ]; do
       if [ "$name" = "$option" ]; then  # the value is the next argument
         i=$((i + 1))
         [ "$i" -le $# ] && [ -n "${!i}" ] || { echo "cluster.sh: $name needs a value. $usage" >&2; exit 2; }
+        [ "$has_config" = 0 ] || [ -n "$config_file" ] || config_file="${!i}"
       elif [ -z "${option#*=}" ]; then  # --config= with nothing after the '='
         echo "cluster.sh: $name needs a value. $usage" >&2; exit 2
+      else
+        [ "$has_config" = 0 ] || [ -n "$config_file" ] || config_file="${option#*=}"
       fi ;;
     -r|--role)
       echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
@@ -95,6 +99,15 @@ done
 
 shard_nodes=0
 shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
+# Cluster:ShardNodes set in the config file only: the parameter server would look for shard nodes that this script, which
+# reads the setting from the environment, never starts, and fail after Cluster:JoinTimeoutSeconds. Refused now, with the fix.
+if [ -z "$shard_nodes_setting" ] && [ -n "$config_file" ]; then
+  config_path="$config_file"; [[ "$config_path" == /* ]] || config_path="$caller/$config_path"
+  if [ -f "$config_path" ] && grep -qiE '"ShardNodes"[[:space:]]*:[[:space:]]*"?true"?' "$config_path"; then
+    echo "cluster.sh: $config_file sets Cluster:ShardNodes to true, and the script starts shard nodes only when the environment says so (it does not read the config file): run it as DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=K deploy/local/cluster.sh ..., with K the config's Cluster:ParameterServerShards, or set DISTTRAIN_Cluster__ShardNodes=false to train without shard nodes." >&2
+    exit 2
+  fi
+fi
 [ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
 # Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
 # names the value (rather than each of up to 99 shard nodes refusing it in turn).

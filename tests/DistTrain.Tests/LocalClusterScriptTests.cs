@@ -214,6 +214,46 @@ public class LocalClusterScriptTests
         Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0); // no run folder, no certificates
     }
 
+    /// <summary>
+    /// The script starts shard nodes only for DISTTRAIN_Cluster__ShardNodes=true in the environment. A config file that sets
+    /// Cluster:ShardNodes alone made the parameter server wait Cluster:JoinTimeoutSeconds for shard nodes that never started and
+    /// fail; it is now refused before anything starts, naming the file and the command that works.
+    /// </summary>
+    [Theory]
+    [InlineData("--config", "true")]
+    [InlineData("--config=", "\"True\"")]
+    public async Task A_config_file_that_sets_shard_nodes_is_refused_naming_the_environment_variable_to_set(string option, string value)
+    {
+        var folder = Directory.CreateTempSubdirectory("disttrain-shard-config-").FullName;
+        try
+        {
+            var config = Path.Combine(folder, "shards.json");
+            File.WriteAllText(config, File.ReadAllText(Path.Combine(Repository, "configs", "fashion-mnist-mlp.json")).TrimEnd().TrimEnd('}') +
+                $",\n  \"Cluster\": {{ \"ShardNodes\" : {value}, \"ParameterServerShards\": 2 }}\n}}\n");
+            var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
+            start.ArgumentList.RemoveAt(start.ArgumentList.Count - 1);
+            start.ArgumentList.RemoveAt(start.ArgumentList.Count - 1);
+            if (option == "--config") { start.ArgumentList.Add(option); start.ArgumentList.Add(config); }
+            else start.ArgumentList.Add(option + config);
+            var runs = Path.Combine(Repository, "runs", "cluster");
+            var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
+
+            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(60));
+
+            Assert.True(exitCode == 2, $"exit {exitCode}; error output:\n{errors}");
+            Assert.Equal($"cluster.sh: {config} sets Cluster:ShardNodes to true, and the script starts shard nodes only when the environment says so (it " +
+                "does not read the config file): run it as DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=K " +
+                "deploy/local/cluster.sh ..., with K the config's Cluster:ParameterServerShards, or set DISTTRAIN_Cluster__ShardNodes=false to train " +
+                "without shard nodes.", errors.TrimEnd('\n'));
+            Assert.Equal("", output);
+            Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     /// <summary>The demos used to build the CLI every time; like cluster.sh they now take a built one from CLI_DLL, and one
     /// that is not there is exit 2 with the fix, before any node starts.</summary>
     [Theory]
