@@ -357,7 +357,8 @@ internal static class TrainCommand
     /// Settings and data that train without an error but not as meant: a warmup as long as the run (<see cref="WarmupOutlastsRun"/>),
     /// a patience as long as the run (<see cref="PatienceOutlastsRun"/>), a Step schedule that never decays in the run
     /// (<see cref="StepScheduleNeverDecays"/>), an accumulation that makes each epoch one step (<see cref="AccumulationCoversShard"/>),
-    /// local SGD steps that outlast the epoch (<see cref="LocalStepsOutlastEpoch"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
+    /// local SGD steps that outlast the epoch (<see cref="LocalStepsOutlastEpoch"/>), accumulation with BatchNorm
+    /// (<see cref="AccumulationWithBatchNorm"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), momentum correction left off by Optimizer:Nesterov
     /// (<see cref="TrainingOptions.MomentumCorrectionOff"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
@@ -382,6 +383,7 @@ internal static class TrainCommand
         if (MinibatchCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } wholeEpoch) yield return wholeEpoch;
         if (LocalStepsOutlastEpoch(options, train.Count, workers ?? options.Training.Workers) is { } localSteps) yield return localSteps;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
+        if (AccumulationWithBatchNorm(options) is { } accumulatedBatchNorm) yield return accumulatedBatchNorm;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         if (options.MomentumCorrectionOff() is { } correctionOff) yield return correctionOff;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
@@ -405,6 +407,25 @@ internal static class TrainCommand
         if (options.Data.Format == DataFormat.ImageFolder)
             foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
                 if (SkippedImages(folder) is { } skipped) yield return skipped;
+    }
+
+    /// <summary>
+    /// Training:AccumulationSteps above 1 in a model with BatchNorm: each micro-batch is normalized with its own batch statistics,
+    /// so the accumulated push is not the gradient of one minibatch of AccumulationSteps × BatchSizePerWorker, as it is in a model
+    /// without batch statistics (within rounding). PyTorch's gradient accumulation behaves the same. Null without either.
+    /// </summary>
+    internal static string? AccumulationWithBatchNorm(TrainingOptions options)
+    {
+        var loop = options.Training;
+        if (loop.AccumulationSteps <= 1) return null;
+        var layers = options.Model.Layers.Select((layer, i) => (layer, i))
+            .Where(l => string.Equals(l.layer.Type, LayerTypes.BatchNorm, StringComparison.OrdinalIgnoreCase)).Select(l => $"Model:Layers:{l.i}").ToList();
+        if (layers.Count == 0) return null;
+        return string.Create(CultureInfo.InvariantCulture, $"Training:AccumulationSteps = {loop.AccumulationSteps} with BatchNorm ({string.Join(", ", layers)}): " +
+            $"each micro-batch of Training:BatchSizePerWorker = {loop.BatchSizePerWorker} samples is normalized with its own batch statistics, so a push " +
+            $"is not the gradient of one minibatch of {loop.MinibatchPerWorker} samples, as it is without BatchNorm (PyTorch's accumulation behaves the " +
+            $"same), and its weights differ from such a run's. For one minibatch of {loop.MinibatchPerWorker}, set BatchSizePerWorker to " +
+            $"{loop.MinibatchPerWorker} and AccumulationSteps to 1, memory permitting, or use LayerNorm, which normalizes each sample on its own.");
     }
 
     /// <summary>

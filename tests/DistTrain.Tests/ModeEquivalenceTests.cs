@@ -94,6 +94,38 @@ public class ModeEquivalenceTests
         Assert.Equal(expected.Epochs[^1].TrainLoss, actual.Epochs[^1].TrainLoss, 1e-5);
     }
 
+    /// <summary>
+    /// With BatchNorm the micro-batches are normalized each on its own statistics, so accumulation is not one large minibatch
+    /// (as in PyTorch): the same run as above with a BatchNorm layer ends on other weights, and train warns of it before training,
+    /// naming the layer and both fixes. Without BatchNorm, or without accumulation, there is no warning.
+    /// </summary>
+    [Fact]
+    public async Task With_BatchNorm_accumulated_micro_batches_are_not_one_minibatch_and_are_warned_of()
+    {
+        static TrainingOptions WithBatchNorm(int batch, int accumulation)
+        {
+            var model = TestData.Mlp(32, 10);
+            model.Layers.Insert(1, new LayerOptions { Type = LayerTypes.BatchNorm });
+            var options = TestData.Options(model, workers: 2, batch: batch, epochs: 2);
+            options.Training.AccumulationSteps = accumulation;
+            return options;
+        }
+        var (large, _) = await Run(WithBatchNorm(100, 1));
+        var (accumulated, _) = await Run(WithBatchNorm(25, 4));
+        Assert.Equal(large.Version, accumulated.Version);
+        var largest = large.FinalWeights.Values.Zip(accumulated.FinalWeights.Values, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(largest > 1e-3, $"the largest difference of the final weights is {largest}: as if the micro-batches were one minibatch");
+        Assert.Equal("Training:AccumulationSteps = 4 with BatchNorm (Model:Layers:1): each micro-batch of Training:BatchSizePerWorker = 25 samples " +
+            "is normalized with its own batch statistics, so a push is not the gradient of one minibatch of 100 samples, as it is without BatchNorm " +
+            "(PyTorch's accumulation behaves the same), and its weights differ from such a run's. For one minibatch of 100, set BatchSizePerWorker to " +
+            "100 and AccumulationSteps to 1, memory permitting, or use LayerNorm, which normalizes each sample on its own.",
+            DistTrain.Cli.TrainCommand.AccumulationWithBatchNorm(WithBatchNorm(25, 4)));
+        Assert.Null(DistTrain.Cli.TrainCommand.AccumulationWithBatchNorm(WithBatchNorm(100, 1)));
+        var plain = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 25, epochs: 2);
+        plain.Training.AccumulationSteps = 4;
+        Assert.Null(DistTrain.Cli.TrainCommand.AccumulationWithBatchNorm(plain));
+    }
+
     [Theory]
     [InlineData(TrainingMode.Async)]
     [InlineData(TrainingMode.BoundedStaleness)]
