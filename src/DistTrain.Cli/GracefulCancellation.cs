@@ -53,7 +53,8 @@ internal sealed class GracefulCancellation : IDisposable
         context.Cancel = true;
         // Once a run folder exists, a second signal loses what the graceful stop would write into it.
         var discards = RunDirectory.AnyCreated ? ", without writing this run's files" : "";
-        var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step (press Ctrl-C again to exit at once{discards}).";
+        var again = context.Signal == PosixSignal.SIGINT ? "press Ctrl-C again" : "send SIGTERM again, or press Ctrl-C,";
+        var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step ({again} to exit at once{discards}).";
         CliConsole.Notice(notice);
         _source.Cancel();
     }
