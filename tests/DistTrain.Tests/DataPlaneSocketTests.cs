@@ -145,6 +145,29 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     private static string FishLog(Akka.TestKit.TestProbe log, string contains, string what) =>
         log.FishForMessage<LogEvent>(e => e.Message.ToString()!.Contains(contains, StringComparison.Ordinal), Wait, what).Message.ToString()!;
 
+    /// <summary>
+    /// A worker whose node leaves while the job runs is lost, and its link warns so. One that leaves after the job host was told
+    /// the job is stopping (Ctrl-C to the cluster: the workers leave with the parameter server) is logged at INFO as leaving with
+    /// the stop: every worker of a stopped job on shard nodes was warned of as lost before.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_worker_that_leaves_as_the_job_stops_is_not_warned_of_as_lost(bool stopping)
+    {
+        var log = LogProbe<Info>();
+        var worker = CreateTestProbe();
+        var link = Sys.ActorOf(WorkerLink.Props(3, worker.Ref, reportLength: 3));
+        if (stopping) link.Tell(WorkerLink.JobStopping.Instance);
+        Watch(link);
+        Sys.Stop(worker.Ref);
+        ExpectTerminated(link, Wait); // the link ends either way
+        var line = FishLog(log, "Worker 3 (", "the link's line about its worker's end");
+        Assert.EndsWith(stopping ? "left as the job stops." : "is gone (node left, crashed or was downed); the worker counts as lost.", line);
+        log.ReceiveWhile(TimeSpan.FromMilliseconds(200), e => e is Warning w && stopping
+            ? throw new Xunit.Sdk.XunitException($"a warning during the stop: {w.Message}") : e);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

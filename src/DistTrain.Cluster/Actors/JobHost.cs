@@ -226,6 +226,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<StopTraining>(_ =>
         {
             _stopping = true;
+            foreach (var link in _links.Values) link.Tell(WorkerLink.JobStopping.Instance); // workers that leave now leave with the stop
             // True when the job is ending already: its outputs being written or written, or the coordinator completed (it is
             // stopping itself and its result is on its way here as Done), or only the last epoch's evaluation is left (the
             // coordinator lets it finish, as in single-node mode). The node then waits for that end. Otherwise the

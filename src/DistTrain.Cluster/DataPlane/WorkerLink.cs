@@ -31,6 +31,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// <summary>The accepted data-plane connection of this worker.</summary>
     internal sealed record Attach(DataPlaneConnection Connection);
 
+    /// <summary>The job is stopping (its parameter-server node was stopped): a worker whose node leaves now leaves with the stop, which is
+    /// logged as such, not as a lost worker. From the job host only (a local actor).</summary>
+    internal sealed record JobStopping
+    {
+        /// <summary>The one instance.</summary>
+        public static readonly JobStopping Instance = new();
+    }
+
     private sealed record ReaderFailed(string Reason);
 
     private sealed record Negotiated(SharedMemoryAnswer Answer);
@@ -68,6 +76,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
     private readonly ParameterShard? _shard;
     private readonly CompressedSlices? _compressedSlices; // a shard node's link under Cluster:Compression
+    private bool _jobStopping;                            // JobStopping came: a worker that leaves now leaves with the stop
 
     /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
@@ -109,9 +118,11 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             Context.Stop(Self);
         });
         // Partitioned rather than crashed, a worker's socket stays open, so its link ends here when the node is downed.
+        Receive<JobStopping>(_ => _jobStopping = true);
         Receive<Terminated>(t =>
         {
-            _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
+            if (_jobStopping) _log.Info("Worker {0} ({1}) left as the job stops.", _workerIndex, t.ActorRef.Path);
+            else _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
