@@ -192,6 +192,33 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Equal(20, resumed.Version);
     }
 
+    /// <summary>
+    /// A resume with compression and error feedback warns that the workers' residuals (and, with momentum correction, their
+    /// momentum), which no checkpoint holds, start again from zero, so the run does not go on exactly; it said nothing before.
+    /// Without compression, or without error feedback, there is no such state and no warning.
+    /// </summary>
+    [Fact]
+    public async Task A_resume_with_compression_warns_that_the_workers_residuals_start_again_from_zero()
+    {
+        await Run(Options(epochs: 1, resume: false, o => o.Cluster.Compression = Core.Compression.GradientCompression.Float16));
+        var log = new List<string>();
+        await Run(Options(epochs: 2, resume: true, o => o.Cluster.Compression = Core.Compression.GradientCompression.Float16), log);
+        Assert.Contains("Cluster:Compression Float16: each worker's error-feedback residual lives in the worker only, not in the checkpoint, and starts " +
+            "again from zero, so the run does not go on exactly as it would have without the interruption (docs/reliability.md, \"What a resume restores\").", log);
+
+        var topK = Options(epochs: 2, resume: true, o =>
+        {
+            o.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+            o.Optimizer.Momentum = 0.9;
+        });
+        Assert.Equal("Cluster:Compression TopK: each worker's error-feedback residual and momentum (Cluster:MomentumCorrection) live in the worker only, " +
+            "not in the checkpoint, and start again from zero, so the run does not go on exactly as it would have without the interruption " +
+            "(docs/reliability.md, \"What a resume restores\").", CheckpointResume.WorkerStateRestarts(topK));
+        topK.Cluster.ErrorFeedback = false;
+        Assert.Null(CheckpointResume.WorkerStateRestarts(topK));
+        Assert.Null(CheckpointResume.WorkerStateRestarts(Options(epochs: 2, resume: true)));
+    }
+
     [Fact]
     public async Task A_parameter_server_given_a_checkpoint_it_cannot_take_fails_the_job_with_its_own_reason()
     {

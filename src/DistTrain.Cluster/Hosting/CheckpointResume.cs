@@ -161,10 +161,28 @@ public static class CheckpointResume
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed {AllEpochs(checkpoint.Epoch - 1)} and Training:Epochs = {loop.Epochs}. " +
                 $"Raise {EpochsSetting(settings)} to train further.");
         if (!trained && CosineSpanChange(checkpoint, options, settings) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
+        if (!trained && WorkerStateRestarts(options) is { } restarts) log(restarts);
         log(trained
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, {AllEpochs(loop.Epochs)} trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
+    }
+
+    /// <summary>
+    /// With Cluster:Compression and error feedback, the warning that each worker's residual (and, with momentum correction,
+    /// its velocity) is not in the checkpoint and starts again from zero, so the resumed run does not continue exactly as an
+    /// uninterrupted one (docs/reliability.md, "What a resume restores"). Null without such worker state.
+    /// </summary>
+    internal static string? WorkerStateRestarts(TrainingOptions options)
+    {
+        var cluster = options.Cluster;
+        if (cluster.Compression == Core.Compression.GradientCompression.None || !cluster.ErrorFeedback) return null;
+        var state = options.UsesMomentumCorrection
+            ? "error-feedback residual and momentum (Cluster:MomentumCorrection) live"
+            : "error-feedback residual lives";
+        return $"Cluster:Compression {cluster.Compression}: each worker's {state} in the worker only, not in the checkpoint, and start" +
+            (options.UsesMomentumCorrection ? "" : "s") + " again from zero, so the run does not go on exactly as it would have without the interruption " +
+            "(docs/reliability.md, \"What a resume restores\").";
     }
 
     /// <summary>"all 2 epochs", "the 1 epoch": every epoch of a run.</summary>
