@@ -45,8 +45,7 @@ internal sealed class GracefulCancellation : IDisposable
             if (RunDirectory.RemoveCreatedIfEmpty() is { } removed)
                 CliConsole.Fail("removed", $"the empty run folder {removed}: exited at once, without writing this run's files (the finished epochs' records and weights).{resume}");
             else if (RunDirectory.Created is { } folder && File.Exists(Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)))
-                CliConsole.Fail("exited", $"at once, without writing this run's files; {Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)} " +
-                    $"holds the epochs finished and {DistTrain.Core.Checkpoints.RunFiles.Steps} their steps, written after each.{resume}");
+                CliConsole.Fail("exited", ExitedWithRecords(folder, resume));
             else if (resume.Length > 0) CliConsole.Fail("exited", $"at once, without writing this run's files.{resume}");
             return;
         }
@@ -57,6 +56,19 @@ internal sealed class GracefulCancellation : IDisposable
         var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step ({again} to exit at once{discards}).";
         CliConsole.Notice(notice);
         _source.Cancel();
+    }
+
+    /// <summary>
+    /// The <c>exited:</c> line of a second signal once the run folder holds the finished epochs' records (<paramref name="folder"/>),
+    /// with the checkpoints' <paramref name="resume"/> sentence after it. The graceful stop may have written the weights already
+    /// (atomically: the file is whole if it is there) and not the rest: the line then names them.
+    /// </summary>
+    internal static string ExitedWithRecords(string folder, string resume)
+    {
+        var model = Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Model);
+        var written = File.Exists(model) ? $" the rest of this run's files; {model} holds the weights at the stop, written before the exit, and" : " this run's files;";
+        return $"at once, without writing{written} {Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)} holds the epochs finished and " +
+            $"{DistTrain.Core.Checkpoints.RunFiles.Steps} their steps, written after each.{resume}";
     }
 
     /// <summary><see cref="ResumeHint"/>'s sentence; empty when there is none or the checkpoint folder cannot be read.</summary>

@@ -191,6 +191,25 @@ public sealed class CliRunTests : IDisposable
         Assert.DoesNotContain("--resume", train.Error);
     }
 
+    /// <summary>
+    /// A second Ctrl-C after the graceful stop wrote the weights but not the summary: the exit line named only the epochs' records
+    /// and said none of the run's files were written, though model.safetensors (written atomically, so whole) held the stop's
+    /// weights. It names them now; without them the line is as before.
+    /// </summary>
+    [Fact]
+    public void A_second_Ctrl_C_after_the_weights_were_written_names_them()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_directory, "run")).FullName;
+        File.WriteAllText(Path.Combine(folder, RunFiles.Epochs), "epoch\n1\n");
+        var epochs = Path.Combine(folder, RunFiles.Epochs);
+        Assert.Equal($"at once, without writing this run's files; {epochs} holds the epochs finished and steps.csv their steps, written after each. Resume.",
+            DistTrain.Cli.GracefulCancellation.ExitedWithRecords(folder, " Resume."));
+        File.WriteAllBytes(Path.Combine(folder, RunFiles.Model), [1]);
+        Assert.Equal($"at once, without writing the rest of this run's files; {Path.Combine(folder, RunFiles.Model)} holds the weights at the stop, " +
+            $"written before the exit, and {epochs} holds the epochs finished and steps.csv their steps, written after each. Resume.",
+            DistTrain.Cli.GracefulCancellation.ExitedWithRecords(folder, " Resume."));
+    }
+
     [Fact]
     public async Task A_second_Ctrl_C_exits_at_once_without_waiting_for_the_first_to_finish()
     {
