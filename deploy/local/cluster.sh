@@ -103,7 +103,8 @@ shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
 # reads the setting from the environment, never starts, and fail after Cluster:JoinTimeoutSeconds. Refused now, with the fix.
 if [ -z "$shard_nodes_setting" ] && [ -n "$config_file" ]; then
   config_path="$config_file"; [[ "$config_path" == /* ]] || config_path="$caller/$config_path"
-  if [ -f "$config_path" ] && grep -qiE '"ShardNodes"[[:space:]]*:[[:space:]]*"?true"?' "$config_path"; then
+  # A line commented out (// ..., which .NET's JSON configuration allows) does not count.
+  if [ -f "$config_path" ] && grep -viE '^[[:space:]]*//' "$config_path" 2>/dev/null | grep -qiE '"ShardNodes"[[:space:]]*:[[:space:]]*"?true"?'; then
     echo "cluster.sh: $config_file sets Cluster:ShardNodes to true, and the script starts shard nodes only when the environment says so (it does not read the config file): run it as DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=K deploy/local/cluster.sh ..., with K the config's Cluster:ParameterServerShards, or set DISTTRAIN_Cluster__ShardNodes=false to train without shard nodes." >&2
     exit 2
   fi
@@ -273,7 +274,7 @@ echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Clust
   printf 'exec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
 chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
-[ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
+[ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k on $metrics_port + $workers + k") (the parameter server prints its own address)."
 # bash prints a raw job line ("cluster.sh: line N: PID Killed   ... node --role worker ...") on its standard error when
 # it has reaped a node killed by a signal (SIGKILL, a crash) and then reads the script's next line or runs any other
 # command that is not a builtin (sleep, tail, a $(...)), which can be anywhere below; the script reports such a node in

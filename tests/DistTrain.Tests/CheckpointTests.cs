@@ -783,12 +783,13 @@ public class ResumeTests : IDisposable
     public void A_mid_epoch_resume_short_of_workers_says_what_it_waits_for_how_long_and_the_two_ways_on()
     {
         Assert.Equal("The checkpoint resumed from was written in the middle of epoch 4 (round 13), whose minibatches were planned for 2 workers: the job " +
-            "waits until 2 are ready (1 is now), for at most Cluster:PauseTimeoutSeconds = 600 s. Start 1 more worker node; to go on with fewer, resume " +
-            "from a checkpoint of an epoch's end instead (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            "waits until 2 are ready (1 is now); it ends if they are not ready 600 s after it began waiting (Cluster:PauseTimeoutSeconds). Start worker " +
+            "nodes until 2 are ready; to go on with fewer, resume from a checkpoint of an epoch's end instead, if Checkpoint:Keep left one (move the newer " +
+            "ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
             DistTrain.Cluster.Actors.JobHost.CheckpointWorkersWanted(4, 13, 2, 1, 600));
         Assert.Equal("The checkpoint resumed from was written in the middle of epoch 2 (round 1), whose minibatches were planned for 4 workers: the job " +
-            "waits until 4 are ready (2 are now). Start 2 more worker nodes; to go on with fewer, resume from a checkpoint of an epoch's end instead " +
-            "(move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            "waits until 4 are ready (2 are now). Start worker nodes until 4 are ready; to go on with fewer, resume from a checkpoint of an epoch's end " +
+            "instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
             DistTrain.Cluster.Actors.JobHost.CheckpointWorkersWanted(2, 1, 4, 2, 0));
     }
 }

@@ -509,16 +509,20 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // Another round than the last one seen is a new one: a higher one, or a lower one from an agent that restarted (its
         // repeated sends within a round come in order, so an earlier round's never comes after a later one's).
         var newRound = register.Round > 0 && _roundOf.TryGetValue(Sender, out var lastRound) && register.Round != lastRound;
+        // On shard nodes, a registration that needs a new worker slot once every placed one is given out is refused before it changes
+        // anything here (its earlier round's link and token stay until the coordinator counts that worker lost, as they would).
+        var known = _indexOf.TryGetValue(Sender, out var knownIndex);
+        if (_started && _options.Cluster.ShardNodes && _shardWorkerSlots > 0 && _agentAt.Count >= _shardWorkerSlots
+            && (!known || _lostLinks.Contains(knownIndex) || newRound))
+        {
+            RefuseBeyondShardSlots(register.NodeName);
+            return;
+        }
         if (register.Round > 0) _roundOf[Sender] = register.Round;
         var joins = false;
         if (_indexOf.TryGetValue(Sender, out var index) && newRound) DropEarlierRound(index);
         if (!_indexOf.TryGetValue(Sender, out index) || (_started && (_lostLinks.Contains(index) || newRound)))
         {
-            if (_started && _options.Cluster.ShardNodes && _agentAt.Count >= _shardWorkerSlots)
-            {
-                RefuseBeyondShardSlots(register.NodeName);
-                return;
-            }
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
@@ -759,11 +763,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     internal static string CheckpointWorkersWanted(int epoch, int round, int planned, int ready, double pauseTimeoutSeconds) =>
         string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
-            "were planned for {2} workers: the job waits until {2} are ready ({3} {4} now){5}. Start {6} more worker node{7}; to go on with fewer, resume " +
-            "from a checkpoint of an epoch's end instead (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            "were planned for {2} workers: the job waits until {2} are ready ({3} {4} now){5}. Start worker nodes until {2} are ready; to go on with fewer, " +
+            "resume from a checkpoint of an epoch's end instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next " +
+            "epoch is planned for the workers there.",
             epoch, round, planned, ready, ready == 1 ? "is" : "are",
-            pauseTimeoutSeconds > 0 ? string.Format(CultureInfo.InvariantCulture, ", for at most Cluster:PauseTimeoutSeconds = {0:F0} s", pauseTimeoutSeconds) : "",
-            planned - ready, planned - ready == 1 ? "" : "s");
+            pauseTimeoutSeconds > 0 ? string.Format(CultureInfo.InvariantCulture, "; it ends if they are not ready {0:F0} s after it began waiting (Cluster:PauseTimeoutSeconds)", pauseTimeoutSeconds) : "");
 
     /// <summary>Stops the start's status line and its timeout: the job started, or ended before it did.</summary>
     private void StopWaitingToStart()
@@ -1032,21 +1036,21 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// it leaves the cluster, and the standby takes the job over from the newest checkpoint as after this node's crash. That
     /// places the shards anew on the shard nodes up then (the lost one's survivors release theirs once this node's run is gone),
     /// so a spare shard node, or one started in place of the lost one, replaces it; and the workers, whose shard connections
-    /// closed, register with the standby. Without a checkpoint folder the standby would train the job again from epoch 1, so
-    /// the job ends here instead, with the advice to restart it.
+    /// closed, register with the standby. Without a checkpoint of the run (no checkpoint folder, or none written yet) the standby
+    /// would train the job again from epoch 1, so the job ends here instead, with the advice to restart it.
     /// </summary>
     /// <param name="lost">The run's failure.</param>
-    /// <returns>False when the job ends here (no Checkpoint:Directory, or no standby up).</returns>
+    /// <returns>False when the job ends here (no checkpoint, or no standby up).</returns>
     private bool HandOverLostShard(ShardNodesException lost)
     {
-        if (string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || StandbyUp() is not { } standby) return false;
+        if (string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || lost.NewestCheckpoint is not { } checkpoint || StandbyUp() is not { } standby) return false;
         _checkpointLock?.Dispose(); // the standby takes Checkpoint:Directory at once instead of at its next retry
         _checkpointLock = null;
         Timers.Cancel(nameof(RetakeCheckpointDirectory));
         StopWaitingToStart();
         var message =
-            $"{lost.Loss} The job is left to the standby parameter server at {standby.Address}, which takes it over from the newest checkpoint in " +
-            $"{_options.Checkpoint.Directory} and places the {_options.Cluster.ParameterServerShards} shards anew on the shard nodes up then: start a " +
+            $"{lost.Loss} The job is left to the standby parameter server at {standby.Address}, which takes it over from the newest checkpoint " +
+            $"(of {checkpoint}) in {_options.Checkpoint.Directory} and places the {_options.Cluster.ParameterServerShards} shards anew on the shard nodes up then: start a " +
             "shard node in place of the lost one, unless a spare one is up.";
         _log.Error(message);
         _completion.TrySetException(new JobHandedOverException(message, lost));

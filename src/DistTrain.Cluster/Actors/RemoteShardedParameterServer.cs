@@ -414,7 +414,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>The run's failure for the loss of shard <paramref name="k"/> (<paramref name="loss"/>, one sentence without its full
     /// stop), with why the run cannot go on and how to go on.</summary>
     private ShardNodesException ShardLost(int k, string loss) => new(loss + ". A run whose shards run on shard nodes cannot go on without one " +
-        "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice, k, loss + ".");
+        "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice, k, loss + ".", _newestCheckpoint);
 
     /// <summary>
     /// Fails the job with <paramref name="failure"/> after <paramref name="grace"/> (<see cref="LossGrace"/> by default), unless a stop
@@ -873,8 +873,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         var loss = $"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} stopped: {failed.Reason.TrimEnd('.')}";
-        FailSoon(new ShardNodesException($"{loss}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}", failed.Shard, loss + "."),
-            shard: failed.Shard);
+        // The node's own stop is the shard node's loss, which a standby's takeover can replace; a fault of the shard (an exception, its
+        // node still up) is not, and would repeat there.
+        var nodeLost = failed.Reason.StartsWith("the shard node", StringComparison.Ordinal);
+        FailSoon(new ShardNodesException($"{loss}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}", nodeLost ? failed.Shard : -1,
+            loss + ".", _newestCheckpoint), shard: nodeLost ? failed.Shard : -1);
     }
 
     /// <summary>
@@ -959,8 +962,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 /// <param name="lostShard">The shard whose loss this is (its node gone, cut off or stopped), or -1 for another problem: a standby
 /// parameter server can then take the job over from the newest checkpoint and place the shards anew (<see cref="JobHost"/>).</param>
 /// <param name="loss">The loss alone, without the advice of <paramref name="message"/>; null: the message.</param>
-public sealed class ShardNodesException(string message, int lostShard = -1, string? loss = null) : InvalidOperationException(message)
+/// <param name="newestCheckpoint">For a lost shard, the newest checkpoint of the run ("epoch 3's end", "epoch 4 round 200": the one it
+/// resumed from until it writes one), or null when there is none.</param>
+public sealed class ShardNodesException(string message, int lostShard = -1, string? loss = null, string? newestCheckpoint = null) : InvalidOperationException(message)
 {
+    /// <summary>For a lost shard, the position of the run's newest checkpoint, which a takeover would resume from; null: none.</summary>
+    public string? NewestCheckpoint { get; } = newestCheckpoint;
+
     /// <summary>The shard whose loss ended the run, 0 to K - 1, or -1 when the run ended for another reason.</summary>
     public int LostShard { get; } = lostShard;
 

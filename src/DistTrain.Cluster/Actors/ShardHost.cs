@@ -654,6 +654,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             _failures.TryGetValue(terminated.ActorRef, out var failure);
             var reason = failure is not null ? $"{what} failed: {failure.Message}" : $"{what} stopped";
             _log.Warning("Shard host: shard {0} of job {1}: {2}; the shard and its data plane stop.", request.Shard, request.JobId, reason);
+            Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.ParameterShard, hosting.ShardActor); // gone before its owner hears of it (Release again)
             if (failure is TrainingDivergedException diverged) TellDivergence(hosting, diverged);
             else hosting.Owner.Tell(Failed(hosting, reason));
         }

@@ -483,8 +483,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         {
             // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
             throw new Core.Compression.GradientOverflowException(
-                // The step as the run's summary counts it (from 1: "failed at epoch E, step S of N"), and the round (from 0) the logs name.
-                $"Worker {_workerIndex}, epoch {update.Epoch}, step {update.Round + 1} (round {update.Round}, weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
+                // The worker's minibatch of the epoch, counted from 1 as steps are, and the round (from 0) the logs name.
+                $"Worker {_workerIndex}, epoch {update.Epoch}, its minibatch {update.Round + 1} (round {update.Round}, weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
         }
     }
 

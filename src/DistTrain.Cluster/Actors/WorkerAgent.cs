@@ -80,6 +80,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _shardsLostWithServer; // this acceptance's worker stopped on a lost shard connection as its parameter server was lost
     private bool _shardLossPending;     // it stopped on a lost shard connection with its parameter server up: decided at OnLost
     private long _shardLossAt;          // when (Stopwatch timestamp)
+    private bool _serverLossSeen;       // OnLost found the parameter server lost too after it, and waited for the job's end
     private string? _failure;        // the worker's failure, when it says all there is (WorkerFailed)
     private int _workerIndex;
     private Address? _hostNode; // the node of the job host that accepted this worker
@@ -293,6 +294,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _failure = e.Message;
             _shardLossPending = true;
             _shardLossAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            _serverLossSeen = false;
             _log.Warning("Worker stopped: {0} The job ends with this, unless this worker joined the running job and fails alone (it then counts as " +
                 "lost, and the job goes on without this node), or the parameter server turns out to be lost too (then this node registers again, for " +
                 "a standby to take over).", e.Message);
@@ -401,6 +403,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         }
         if (_shardLossPending && _workerFailed)
         {
+            if (ParameterServerLost() && !_serverLossSeen)
+            {
+                // A parameter server that failed the job for the lost shard closes its data plane as it tells the workers the job's end
+                // (JobFinished, over Akka.Remote): that end may still be on its way, so it is waited for as at any job's end.
+                _serverLossSeen = true;
+                Timers.StartSingleTimer("lost", lost, TimeSpan.FromSeconds(EndOfJobGraceSeconds));
+                return;
+            }
             if (ParameterServerLost())
             {
                 _log.Info("The parameter server was lost too, which released its shards; the job is not ended by the lost shard connection.");

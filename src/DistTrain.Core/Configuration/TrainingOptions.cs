@@ -285,7 +285,8 @@ public sealed class ClusterOptions
     /// third of Training:StallTimeoutSeconds each. Synchronous training only; under Cluster:Compression each worker sends each shard
     /// node its cut of the encoded gradient (<see cref="Compression.GradientMessageSlice"/>). Checkpoint:EverySteps
     /// writes checkpoints within an epoch as with one server, gathered from the shards. A shard node lost ends the job with an error
-    /// that says so and how to go on (Checkpoint:Resume from the newest checkpoint), a worker lost during a
+    /// that says so and how to go on (Checkpoint:Resume from the newest checkpoint), or, with a standby parameter server up and a
+    /// checkpoint of the run, leaves the job to the standby, whose takeover places the shards anew (on a spare shard node); a worker lost during a
     /// part of an epoch leaves its samples to a further part, as with one server, and workers may join (a lost one restarted joins
     /// as a new worker) while the spare worker slots placed with the shards last: as many as the job starts with, at least 8, at
     /// most 256 slots in all (docs/architecture.md, "Where the shards run"). Read on the
