@@ -650,6 +650,31 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
+    /// A job host of a 784-10 model on shard nodes (Cluster:ShardNodes, 2 shards, Cluster:MinWorkers = 1, no shared memory, no
+    /// checkpoints within an epoch) in a new actor system <paramref name="name"/> of the cluster provider, not joined to any
+    /// cluster, so no shard node is ever found: the job starts, and its parameter server keeps looking for them. The test's
+    /// owned resources dispose of the actor system.
+    /// </summary>
+    private (ActorSystem Cluster, Core.Configuration.TrainingOptions Options, int ParameterCount, JobIdentity Identity, DataPlaneListener Listener,
+        TaskCompletionSource<TrainingResult> Completion, IActorRef Host) StartJobOnShardNodes(string name)
+    {
+        var cluster = _owned.Own(ActorSystem.Create(name, Akka.Configuration.ConfigurationFactory.ParseString(
+            "akka.actor.provider = cluster\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1\nakka.remote.dot-netty.tcp.port = 0\nakka.loglevel = INFO")));
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        options.Cluster.ShardNodes = true;
+        options.Cluster.ParameterServerShards = 2;
+        options.Checkpoint.EverySteps = 0;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = cluster.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion));
+        return (cluster, options, ModelFactory.Build(options.Model).Layout.TotalLength, identity, listener, completion, host);
+    }
+
+    /// <summary>
     /// With the shards on shard nodes (Cluster:ShardNodes), a worker that joined the running job and then fails alone (here its
     /// node reports that a shard node's data plane did not answer) is a lost worker, not the job's end: after the failure's grace
     /// the job host logs why, stops its link (the coordinator counts it lost) and refuses its node, now and when it registers
@@ -664,22 +689,9 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [InlineData("a starting worker")]
     public async Task On_shard_nodes_a_worker_that_joined_and_fails_alone_counts_as_lost_and_its_node_is_refused(string failing)
     {
-        using var cluster = ActorSystem.Create("shard-join", Akka.Configuration.ConfigurationFactory.ParseString(
-            "akka.actor.provider = cluster\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1\nakka.remote.dot-netty.tcp.port = 0\nakka.loglevel = INFO"));
+        var (cluster, options, parameterCount, identity, listener, completion, host) = StartJobOnShardNodes("shard-join");
         var log = LogProbe<Info>(cluster);
         var warnings = LogProbe<Warning>(cluster);
-        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
-        options.Cluster.MinWorkers = 1;
-        options.Cluster.SharedMemory = false;
-        options.Cluster.ShardNodes = true;
-        options.Cluster.ParameterServerShards = 2;
-        options.Checkpoint.EverySteps = 0;
-        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
-        var completion = new TaskCompletionSource<TrainingResult>();
-        var host = cluster.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), completion));
 
         // Worker index's agent: registered, ready and connected.
         (Akka.TestKit.TestProbe Agent, Socket Connection) Join(int index)
@@ -737,20 +749,8 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [Fact]
     public async Task On_shard_nodes_a_worker_beyond_the_placed_slots_is_refused_naming_the_slots_and_the_fix()
     {
-        using var cluster = ActorSystem.Create("shard-slots", Akka.Configuration.ConfigurationFactory.ParseString(
-            "akka.actor.provider = cluster\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1\nakka.remote.dot-netty.tcp.port = 0\nakka.loglevel = INFO"));
+        var (cluster, options, parameterCount, identity, listener, _, host) = StartJobOnShardNodes("shard-slots");
         var log = LogProbe<Info>(cluster);
-        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
-        options.Cluster.MinWorkers = 1;
-        options.Cluster.SharedMemory = false;
-        options.Cluster.ShardNodes = true;
-        options.Cluster.ParameterServerShards = 2;
-        options.Checkpoint.EverySteps = 0;
-        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
-        var host = cluster.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
 
         var (first, accepted) = Register(host, options, identity, agent: CreateTestProbe(), round: 1);
         first.Send(host, new WorkerReady(0, CreateTestProbe().Ref, Round: 1));

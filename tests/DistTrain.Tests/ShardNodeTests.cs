@@ -143,34 +143,21 @@ public sealed class ShardNodeTests : IDisposable
     /// the owner is told, signed, that the shard node is stopping (before it leaves the cluster).
     /// </summary>
     [Fact]
-    public async Task A_shard_node_hosts_a_shard_for_its_parameter_server_and_ends_with_the_job()
-    {
-        var ports = TestPorts.Free(2);
-        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
-        var psOptions = Options(seed, ports[0], 0);
-        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
-
-        var shardOptions = Options(seed, 0, ports[1]);
-        var security = new ClusterSecurity(Identity, null);
-        var settings = ClusterNode.ShardHostSettingsOf(shardOptions, security);
-        using var stop = new CancellationTokenSource();
-        var run = ClusterNode.RunShardHostAsync(settings, shardOptions, security, stop.Token);
-        try
+    public async Task A_shard_node_hosts_a_shard_for_its_parameter_server_and_ends_with_the_job() =>
+        await WithAParameterServerAndAShardNodeAsync(async up =>
         {
-            var member = await UpMemberAsync(ps, NodeRoles.ParameterShard);
-            var host = await ps.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
-
+            var (ps, psOptions, seed, dataPort, member, host, run) = up;
             var owner = Inbox.Create(ps);
             byte[][] tokens = [RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32)];
-            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights; // the parameter server's own
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, new ClusterSecurity(Identity, null)).StartingWeights; // the parameter server's own
             var request = ShardHost.Request(Identity, ps, owner.Receiver, host, "job-1", 0, 2, tokens, starting, ModelFingerprint.ServerSettingsOf(psOptions));
             owner.Send(host, request);
             var hosted = Assert.IsType<ShardHosted>(await owner.ReceiveAsync(Guard));
             Assert.True(ShardHost.IsGenuine(Identity, ps, owner.Receiver, request, hosted));
-            Assert.Equal(("127.0.0.1", ports[1]), (hosted.DataHost, hosted.DataPort));
+            Assert.Equal(("127.0.0.1", dataPort), (hosted.DataHost, hosted.DataPort));
             Assert.Equal(member.Address, hosted.ShardActor.Path.Address);
             using (var client = new TcpClient())
-                await client.ConnectAsync("127.0.0.1", ports[1]).WaitAsync(Guard); // the shard's data plane listens
+                await client.ConnectAsync("127.0.0.1", dataPort).WaitAsync(Guard); // the shard's data plane listens
 
             // A worker member's report of the job's end is ignored: its refusal, sent after it on the same link, comes back
             // while the shard node's run goes on.
@@ -190,6 +177,30 @@ public sealed class ShardNodeTests : IDisposable
             var failed = Assert.IsType<ShardFailed>(await owner.ReceiveAsync(Guard));
             Assert.True(ShardHost.IsGenuine(Identity, request, failed));
             Assert.Equal("the shard node is stopping", failed.Reason);
+        });
+
+    /// <summary>A parameter-server node and a shard node (<see cref="ClusterNode.RunShardHostAsync"/>, its run) of one cluster, each
+    /// in an actor system of this process, with the shard node up and its <see cref="ShardHost"/> found.</summary>
+    private sealed record ShardNodeUp(ActorSystem Ps, TrainingOptions PsOptions, string Seed, int DataPort, Akka.Cluster.Member Member, IActorRef Host,
+        Task<JobFinished> Run);
+
+    /// <summary>Starts a parameter-server node and a shard node with its data plane on a free port, runs <paramref name="body"/> once
+    /// the shard node is up, and stops the shard node's run afterwards.</summary>
+    private async Task WithAParameterServerAndAShardNodeAsync(Func<ShardNodeUp, Task> body)
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var shardOptions = Options(seed, 0, ports[1]);
+        var security = new ClusterSecurity(Identity, null);
+        using var stop = new CancellationTokenSource();
+        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        try
+        {
+            var member = await UpMemberAsync(ps, NodeRoles.ParameterShard);
+            var host = await ps.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
+            await body(new ShardNodeUp(ps, psOptions, seed, ports[1], member, host, run));
         }
         finally
         {
@@ -205,23 +216,13 @@ public sealed class ShardNodeTests : IDisposable
     /// exported none of its shard's actor series.
     /// </summary>
     [Fact]
-    public async Task A_shard_nodes_shard_has_actor_metrics_and_its_failure_counts_under_its_role()
-    {
-        var ports = TestPorts.Free(2);
-        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
-        var psOptions = Options(seed, ports[0], 0);
-        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
-        var shardOptions = Options(seed, 0, ports[1]);
-        var security = new ClusterSecurity(Identity, null);
-        using var stop = new CancellationTokenSource();
-        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
-        try
+    public async Task A_shard_nodes_shard_has_actor_metrics_and_its_failure_counts_under_its_role() =>
+        await WithAParameterServerAndAShardNodeAsync(async up =>
         {
-            var member = await UpMemberAsync(ps, NodeRoles.ParameterShard);
-            var host = await ps.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
+            var (ps, psOptions, host) = (up.Ps, up.PsOptions, up.Host);
             var owner = Inbox.Create(ps);
             byte[][] tokens = [RandomNumberGenerator.GetBytes(32)];
-            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, new ClusterSecurity(Identity, null)).StartingWeights;
             var request = ShardHost.Request(Identity, ps, owner.Receiver, host, "job-1", 0, 2, tokens, starting, ModelFingerprint.ServerSettingsOf(psOptions));
             owner.Send(host, request);
             var hosted = Assert.IsType<ShardHosted>(await owner.ReceiveAsync(Guard));
@@ -260,13 +261,7 @@ public sealed class ShardNodeTests : IDisposable
             var (after, failuresAfter) = ShardActorMeasurements();
             Assert.True(failuresAfter >= failuresBefore + 1, $"parameter-shard failures {failuresBefore} before, {failuresAfter} after");
             Assert.DoesNotContain(after, path => path.EndsWith(shardPath, StringComparison.Ordinal));
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await Task.WhenAny(run, Task.Delay(Guard));
-        }
-    }
+        });
 
     /// <summary>What this process's meter reports of role <c>parameter-shard</c> now: the actors with a mailbox-depth series,
     /// and the failures (summed over nodes).</summary>
