@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch python3-onnx python3-sklearn dataset-fashion-mnist openssl iproute2 nftables
+bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch python3-onnx python3-sklearn dataset-fashion-mnist openssl iproute2 nftables bash-builtins
 
 # The suite starts several hundred short-lived .NET processes (cluster nodes, CLI runs) and runs each test's code a
 # few times only. The shipped CLI and the test host are built with full JIT from the start (TieredCompilation false:

@@ -175,7 +175,12 @@ if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
 
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl bash-builtins
+# The script checks its nodes every 0.1 s all through training. bash's loadable `sleep` (Debian's bash-builtins) waits
+# without starting a process, where each /usr/bin/sleep is a fork and an exec: about 5 ms of CPU each on a small VM, so
+# ten a second took about 4% of a 2-core machine from the nodes (docs/benchmarks.md). Not `read -t`: bash 5.2 abandons
+# a trap that runs during it when its timeout comes, and the traps below wait up to 1 s.
+enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 given_port="${DISTTRAIN_Cluster__Port:-}" given_data_port="${DISTTRAIN_Cluster__DataPort:-}"
