@@ -175,12 +175,17 @@ if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
 
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl bash-builtins
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
 # The script checks its nodes every 0.1 s all through training. bash's loadable `sleep` (Debian's bash-builtins) waits
-# without starting a process, where each /usr/bin/sleep is a fork and an exec: about 5 ms of CPU each on a small VM, so
-# ten a second took about 4% of a 2-core machine from the nodes (docs/benchmarks.md). Not `read -t`: bash 5.2 abandons
-# a trap that runs during it when its timeout comes, and the traps below wait up to 1 s.
-enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+# without starting a process, where each /usr/bin/sleep is a fork and an exec: about 6 ms of CPU each on a small VM, so
+# ten a second, with the forks of the script's own bash, took about 4% of a 2-core machine from the nodes
+# (docs/benchmarks.md). Only a speed-up: without the package (not installable here, or another bash than Debian's, which
+# the package is built for) the script uses /usr/bin/sleep. Not `read -t`: bash 5.2 abandons a trap that runs during it
+# when its timeout comes, and the traps below wait up to 1 s.
+if [ "$(readlink -f "$BASH")" = /usr/bin/bash ]; then
+  bash deploy/local/apt-ensure.sh bash-builtins || echo "cluster.sh: could not install bash-builtins; the script checks its nodes with /usr/bin/sleep, which takes the nodes a little CPU." >&2
+  enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+fi
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 given_port="${DISTTRAIN_Cluster__Port:-}" given_data_port="${DISTTRAIN_Cluster__DataPort:-}"
@@ -282,10 +287,10 @@ cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k on $metrics_port + $workers + k") (the parameter server prints its own address)."
 # bash prints a raw job line ("cluster.sh: line N: PID Killed   ... node --role worker ...") on its standard error when
 # it has reaped a node killed by a signal (SIGKILL, a crash) and then reads the script's next line or runs any other
-# command that is not a builtin (sleep, tail, a $(...)), which can be anywhere below; the script reports such a node in
-# its own words. From here on the script's standard error goes through a filter that drops those job lines of the nodes,
-# and the line "Terminated" that bash prints when a SIGTERM to the process group ends a command of the script's own (a
-# sleep between its checks), only: bash's other messages, its errors included, pass. It ignores SIGINT and SIGTERM, so
+# command that is not a builtin (tail, a $(...), and sleep when bash's loadable one is absent), which can be anywhere
+# below; the script reports such a node in its own words. From here on the script's standard error goes through a filter
+# that drops those job lines of the nodes, and the line "Terminated" that bash prints when a SIGTERM to the process group
+# ends a command of the script's own (such as /usr/bin/sleep between its checks), only: bash's other messages, its errors included, pass. It ignores SIGINT and SIGTERM, so
 # that a Ctrl-C or a SIGTERM to the process group leaves the script's messages a way to the screen; the EXIT trap waits
 # for it, so that nothing reaches the screen after the script ends.
 # `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
