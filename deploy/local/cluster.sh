@@ -182,7 +182,8 @@ bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdn
 # (docs/benchmarks.md). Only a speed-up: without the package (not installable here, or another bash than Debian's, which
 # the package is built for) the script uses /usr/bin/sleep. Not `read -t`: bash 5.2 abandons a trap that runs during it
 # when its timeout comes, and the traps below wait up to 1 s.
-if [ "$(readlink -f "$BASH")" = /usr/bin/bash ]; then
+bash_path=$(readlink -f "$BASH")
+if [ "$bash_path" = /usr/bin/bash ] || [ "$bash_path" = /bin/bash ]; then
   bash deploy/local/apt-ensure.sh bash-builtins || echo "cluster.sh: could not install bash-builtins; the script checks its nodes with /usr/bin/sleep, which takes the nodes a little CPU." >&2
   enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
 fi
