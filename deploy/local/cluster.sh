@@ -182,11 +182,10 @@ bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdn
 # (docs/benchmarks.md). Only a speed-up: without the package (not installable here, or another bash than Debian's, which
 # the package is built for) the script uses /usr/bin/sleep. Not `read -t`: bash 5.2 abandons a trap that runs during it
 # when its timeout comes, and the traps below wait up to 1 s.
-bash_path=$(readlink -f "$BASH")
-if [ "$bash_path" = /usr/bin/bash ] || [ "$bash_path" = /bin/bash ]; then
+case "$(readlink -f "$BASH")" in /usr/bin/bash|/bin/bash)
   bash deploy/local/apt-ensure.sh bash-builtins || echo "cluster.sh: could not install bash-builtins; the script checks its nodes with /usr/bin/sleep, which takes the nodes a little CPU." >&2
-  enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
-fi
+  enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true ;;
+esac
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 given_port="${DISTTRAIN_Cluster__Port:-}" given_data_port="${DISTTRAIN_Cluster__DataPort:-}"
@@ -291,9 +290,10 @@ cd "$caller"
 # command that is not a builtin (tail, a $(...), and sleep when bash's loadable one is absent), which can be anywhere
 # below; the script reports such a node in its own words. From here on the script's standard error goes through a filter
 # that drops those job lines of the nodes, and the line "Terminated" that bash prints when a SIGTERM to the process group
-# ends a command of the script's own (such as /usr/bin/sleep between its checks), only: bash's other messages, its errors included, pass. It ignores SIGINT and SIGTERM, so
-# that a Ctrl-C or a SIGTERM to the process group leaves the script's messages a way to the screen; the EXIT trap waits
-# for it, so that nothing reaches the screen after the script ends.
+# ends a command of the script's own (such as /usr/bin/sleep between its checks), only: bash's other messages, its
+# errors included, pass. It ignores SIGINT and SIGTERM, so that a Ctrl-C or a SIGTERM to the process group leaves the
+# script's messages a way to the screen; the EXIT trap waits for it, so that nothing reaches the screen after the script
+# ends.
 # `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
 exec {screen}>&2 2> >(trap '' INT TERM; exec sed -u -E -e '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker|parameter-shard) /d' -e '/^Terminated$/d' >&2)
 stderr_filter=$!
