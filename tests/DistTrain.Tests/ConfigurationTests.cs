@@ -257,6 +257,21 @@ public class ConfigurationTests : IDisposable
         Assert.True(flush > TimeSpan.Zero && flush <= gate / 2, $"flush-wait-on-shutdown {flush} against a gate of {gate}");
     }
 
+    /// <summary>
+    /// Membership moves at the leader's pace, five rounds of gossip and leader actions a second, as in Akka.NET's own
+    /// multi-node cluster tests; the singleton manager's shorter hand-over retry keeps Akka's bound in time (15 retries of
+    /// 1 s), so a hand-over to a standby on a loaded machine is given up no sooner than with Akka's defaults.
+    /// </summary>
+    [Fact]
+    public void Membership_moves_five_times_a_second_and_the_singleton_hand_over_keeps_akkas_bound_in_time()
+    {
+        var akka = Cluster.Hosting.AkkaSettings.Membership(new ClusterOptions());
+        Assert.Equal(TimeSpan.FromMilliseconds(200), akka.GetTimeSpan("akka.cluster.gossip-interval"));
+        Assert.Equal(TimeSpan.FromMilliseconds(200), akka.GetTimeSpan("akka.cluster.leader-actions-interval"));
+        var retry = akka.GetTimeSpan("akka.cluster.singleton.hand-over-retry-interval");
+        Assert.Equal(TimeSpan.FromSeconds(15), retry * akka.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries"));
+    }
+
     [Fact]
     public void Compression_keys_bind_into_the_workers_encoder_settings_and_bad_values_name_the_key_and_the_fix()
     {

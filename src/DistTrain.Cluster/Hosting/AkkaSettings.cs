@@ -51,6 +51,21 @@ public static class AkkaSettings
         akka.cluster.downing-provider-class = "{{typeof(Membership.JobDowningProvider).FullName}}, {{typeof(Membership.JobDowningProvider).Assembly.GetName().Name}}"
         akka.cluster.split-brain-resolver.stable-after = {{Milliseconds(cluster.StableAfterSeconds)}}ms
         akka.cluster.down-removal-margin = {{Milliseconds(cluster.RemovalMarginSeconds)}}ms
+        # Membership moves at the leader's pace: a joined node becomes Up, and a node that leaves at a job's end becomes
+        # Exiting and then Removed, only once gossip has converged and the leader's next action comes. With Akka's
+        # defaults (both every 1 s) a job's end took 3.8-6.3 s on loopback, 1.4-1.5 s with these (docs/reliability.md,
+        # "The end of a job"). These are the intervals of Akka.NET's own multi-node cluster tests (MultiNodeClusterSpec).
+        # A DistTrain cluster is small (tens of nodes), so five rounds of gossip a second stay a few small messages per
+        # node.
+        akka.cluster.gossip-interval = 200ms
+        akka.cluster.leader-actions-interval = 200ms
+        akka.cluster.unreachable-nodes-reaper-interval = 500ms
+        akka.cluster.periodic-tasks-initial-delay = 300ms
+        # The job host is a cluster singleton. Its manager on a leaving parameter server with no standby waited one hand-over
+        # retry (Akka's default 1 s) before it stopped the job host, as the last step of every job's end. The same bounds in
+        # time as Akka's defaults (15 retries of 1 s): 75 retries of 0.2 s.
+        akka.cluster.singleton.hand-over-retry-interval = 200ms
+        akka.cluster.singleton.min-number-of-hand-over-retries = 75
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
         # address for 5 s, which swallowed the join's next InitJoin (then sent after Akka's seed-node-timeout, 5 s): measured,
         # such workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin got through (4.2-4.4 s).
