@@ -229,11 +229,12 @@ public static class ClusterNode
     /// parameter-server node is up and reachable to take the job host over (every other one leaving, exiting, downed,
     /// removed or unreachable, as when the active and the standby are stopped together), stops the singleton manager and
     /// with it the job host, so the leave goes on at once. Without this the manager kept offering the job host to the
-    /// leaving standby, which no longer takes it, about once a second for 12 s, and Akka's 10 s cluster-exiting phase timed
-    /// out (its WARNING, and a stop 10 s longer). While another parameter-server node is up the hand-over goes on as before
-    /// (the task ends when the job host has stopped), and on a node without a job host (a standby) the task does nothing.
+    /// leaving standby, which no longer takes it, at every hand-over retry for 12 s or more (AkkaSettings.Membership), and
+    /// Akka's 10 s cluster-exiting phase timed out (its WARNING, and a stop 10 s longer). While another parameter-server
+    /// node is up the hand-over goes on as before (the task ends when the job host has stopped), and on a node without a
+    /// job host (a standby) the task does nothing.
     /// Nor does it on a node with no other parameter-server member at all: Akka's manager then stops the job host itself,
-    /// about a second after the node exits (its hand-over retry).
+    /// one hand-over retry (0.2 s, AkkaSettings.Membership) after the node exits.
     /// <para>
     /// Two of Akka's tasks of the same phase ask the manager and its child, the oldest-changed buffer, <c>SelfExiting</c>, with
     /// the phase's 10 s as the time-out, and ignore the time-out: a manager or buffer stopped before it answered made the leave
