@@ -54,18 +54,21 @@ public static class AkkaSettings
         # Membership moves at the leader's pace: a joined node becomes Up, and a node that leaves at a job's end becomes
         # Exiting and then Removed, only once gossip has converged and the leader's next action comes. With Akka's
         # defaults (both every 1 s) a job's end took 3.8-6.3 s on loopback, 1.4-1.5 s with these (docs/reliability.md,
-        # "The end of a job"). These are the intervals of Akka.NET's own multi-node cluster tests (MultiNodeClusterSpec).
+        # "The end of a job and cancelling"). These are the intervals of Akka.NET's own multi-node cluster tests (MultiNodeClusterSpec).
         # A DistTrain cluster is small (tens of nodes), so five rounds of gossip a second stay a few small messages per
-        # node.
+        # node. The reaper, which marks a node unreachable once its failure detector says so, looks every 0.5 s, not 1 s.
         akka.cluster.gossip-interval = 200ms
         akka.cluster.leader-actions-interval = 200ms
         akka.cluster.unreachable-nodes-reaper-interval = 500ms
         akka.cluster.periodic-tasks-initial-delay = 300ms
         # The job host is a cluster singleton. Its manager on a leaving parameter server with no standby waited one hand-over
-        # retry (Akka's default 1 s) before it stopped the job host, as the last step of every job's end. The same bounds in
-        # time as Akka's defaults (15 retries of 1 s): 75 retries of 0.2 s.
+        # retry (Akka's default 1 s) before it stopped the job host, as the last step of every job's end. Akka counts its
+        # limits in retries (ClusterSingletonManager: hand-over max(minimum, margin / interval + 3), take-over 3 fewer), so
+        # the minimum grows with the shorter interval: with DistTrain's default down-removal margin (1 s) the new oldest
+        # asks for the job host for 16.2 s (Akka's defaults: 16 s) and a leaving oldest offers it for 15.4 s (12 s). With a
+        # margin over 12 s the asking ends sooner than with 1 s retries (the margin + 0.8 s, against the margin + 4 s).
         akka.cluster.singleton.hand-over-retry-interval = 200ms
-        akka.cluster.singleton.min-number-of-hand-over-retries = 75
+        akka.cluster.singleton.min-number-of-hand-over-retries = 80
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
         # address for 5 s, which swallowed the join's next InitJoin (then sent after Akka's seed-node-timeout, 5 s): measured,
         # such workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin got through (4.2-4.4 s).

@@ -229,7 +229,7 @@ public static class ClusterNode
     /// parameter-server node is up and reachable to take the job host over (every other one leaving, exiting, downed,
     /// removed or unreachable, as when the active and the standby are stopped together), stops the singleton manager and
     /// with it the job host, so the leave goes on at once. Without this the manager kept offering the job host to the
-    /// leaving standby, which no longer takes it, at every hand-over retry for 12 s or more (AkkaSettings.Membership), and
+    /// leaving standby, which no longer takes it, at every hand-over retry for 12 s (15.4 s now, AkkaSettings.Membership), and
     /// Akka's 10 s cluster-exiting phase timed out (its WARNING, and a stop 10 s longer). While another parameter-server
     /// node is up the hand-over goes on as before (the task ends when the job host has stopped), and on a node without a
     /// job host (a standby) the task does nothing.
