@@ -244,6 +244,38 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
     }
 
+    /// <summary>
+    /// A part whose shard message is larger than Akka.Remote's frame fails the job at once, naming the sizes and the fix,
+    /// before any shard or weights are sent. Akka.Remote drops such a message (an OversizedPayloadException in the log), and
+    /// the job used to wait for Training:StallTimeoutSeconds: a CSV of 1,000,000 rows on one worker node. The limit is
+    /// shrunk here to what the test set's shards need: 3 shards of 333-334 indices below 1,000, 2 or 3 bytes each.
+    /// </summary>
+    [Theory]
+    [InlineData(Core.Configuration.TrainingMode.Sync, "start more worker nodes")]
+    [InlineData(Core.Configuration.TrainingMode.Async, "every worker gets every shard, so more workers do not help")]
+    public async Task A_shard_message_larger_than_akka_remote_carries_fails_the_job_at_once_naming_the_fix(Core.Configuration.TrainingMode mode, string fix)
+    {
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"oversized-{mode}", TraceDirectory(), loseNone: true);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 3, Mode: mode,
+            ShardMessageLimitBytes: 500);
+        var optimizer = new OptimizerOptions { LearningRate = 0.05 };
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, optimizer, totalEpochs: 3,
+            update: new UpdateSettings(mode)), workers, observer, completion));
+        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => completion.Task.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Matches(@"^Epoch 1: worker 0's shard message would carry [\d,]+ sample indices, up to [\d,]+ bytes, and Akka.Remote carries at most 500 bytes in one message", failure.Message);
+        Assert.Contains(fix, failure.Message);
+        Assert.Empty(observer.Epochs);
+
+        // The same job with a limit its shards fit in trains.
+        var (_, _, _, others, _) = ThreeWorkersLosingOne($"fitting-{mode}", TraceDirectory(), loseNone: true);
+        var completes = new TaskCompletionSource<TrainingResult>();
+        Sys.ActorOf(Coordinator.Props(settings with { Epochs = 1, ShardMessageLimitBytes = 20_000 }, ParameterServer.Props(weights, optimizer, totalEpochs: 1,
+            update: new UpdateSettings(mode)), others, new RecordingObserver(), completes));
+        Assert.Single((await completes.Task.WaitAsync(Guard)).Epochs);
+    }
+
     [Fact]
     public async Task A_pause_below_MinWorkers_that_outlasts_the_pause_timeout_ends_the_job_saying_what_to_change()
     {

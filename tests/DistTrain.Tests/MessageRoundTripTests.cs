@@ -127,6 +127,32 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
         return Sys.Serialization.Deserialize(bytes, serializer.Identifier, manifest);
     }
 
+    /// <summary>
+    /// The coordinator refuses a shard message Akka.Remote's frame cannot carry by <see cref="AssignShard.EncodedBytesAtMost"/>:
+    /// it must hold the serializer's real encoding, whatever the indices' widths, and not overstate it by more than the
+    /// allowance for the message's other fields (else it would refuse shards that fit).
+    /// </summary>
+    [Theory]
+    [InlineData(0, 100)]
+    [InlineData(120, 200)]
+    [InlineData(60_000, 70_000)]
+    [InlineData(900_000, 1_000_000)]
+    public void A_shard_messages_size_bound_holds_its_encoding_and_is_close_to_it(int lowestIndex, int highestIndex)
+    {
+        var random = new Random(7);
+        int[] Indices(int count) => [.. Enumerable.Range(0, count).Select(_ => random.Next(lowestIndex, highestIndex))];
+        foreach (var message in new[]
+        {
+            new AssignShard(3, Indices(5_000), 64, FirstRound: 12, Rounds: 79, Part: 1),
+            new AssignShard(3, Indices(2_000), 64, Shards: [Indices(2_000), Indices(1_999), []], StepsPerEpoch: 40, ScalingWorkers: 3),
+        })
+        {
+            var encoded = Sys.Serialization.FindSerializerFor(message).ToBinary(message).LongLength;
+            var bound = message.EncodedBytesAtMost();
+            Assert.InRange(bound, encoded, encoded + 64 + 5 * (2 + (message.Shards?.Length ?? 0)));
+        }
+    }
+
     [Fact]
     public void The_protocol_has_the_messages_this_test_knows_and_every_one_is_a_MessagePack_object()
     {

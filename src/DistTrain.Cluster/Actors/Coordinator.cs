@@ -510,11 +510,37 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void SendPart(PlannedPart part)
     {
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
-        foreach (var i in part.Receivers)
-            _workers[i].Tell(new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part));
+        var shards = part.Receivers.Select(i => new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
+            part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part)).ToArray();
+        if (_settings.ShardMessageLimitBytes > 0 && shards.Select((shard, k) => (Shard: shard, Worker: part.Receivers[k]))
+                .FirstOrDefault(s => s.Shard.EncodedBytesAtMost() > _settings.ShardMessageLimitBytes) is { Shard: not null } large)
+        {
+            Fail(new InvalidOperationException(TooLargeForOneMessage(large.Shard, large.Worker, part.Receivers.Length)));
+            return;
+        }
+        for (var k = 0; k < shards.Length; k++) _workers[part.Receivers[k]].Tell(shards[k]);
         _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable,
             part.Part, part.KeepGlobalBatch));
+    }
+
+    /// <summary>
+    /// Why a part cannot start: worker <paramref name="worker"/>'s shard message is larger than Akka.Remote carries
+    /// (<see cref="CoordinatorSettings.ShardMessageLimitBytes"/>), with the ways out.
+    /// </summary>
+    private string TooLargeForOneMessage(AssignShard shard, int worker, int receivers)
+    {
+        var indices = shard.SampleIndices.LongLength + (shard.Shards?.Sum(s => (long)s.Length) ?? 0);
+        var text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
+            "Epoch {0}: worker {1}'s shard message would carry {2:N0} sample indices, up to {3:N0} bytes, and Akka.Remote carries at most {4:N0} " +
+            "bytes in one message (it would drop it, and the job would wait until Training:StallTimeoutSeconds). ",
+            shard.Epoch, worker, indices, shard.EncodedBytesAtMost(), _settings.ShardMessageLimitBytes);
+        return text + (shard.Shards is not null
+            ? $"In Training:Mode {_settings.Mode} every worker gets every shard, so more workers do not help: train in Training:Mode Sync or " +
+              "LocalSgd (each worker then gets its own shard only) with enough workers, in single-node mode (disttrain train), or on fewer " +
+              "samples (Data:TrainLimit)."
+            : $"Each of the {receivers} worker{(receivers == 1 ? "" : "s")} of this part gets about 1/{receivers} of the training set: " +
+              "start more worker nodes (Cluster:MinWorkers, so that the job waits for them), train in single-node mode (disttrain train), or " +
+              "on fewer samples (Data:TrainLimit).");
     }
 
     private void OnAddWorker(AddWorker added)

@@ -37,11 +37,15 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="WorkerNodes">Cluster mode: the address of each worker's node, by worker index, as the job host accepted it
 /// (filled as workers join, so it may be read while the job host adds to it), so that the coordinator's lines about a
 /// worker name the node a user can find (its log names the same address). Null or a missing index: the number alone.</param>
+/// <param name="ShardMessageLimitBytes">Cluster mode: the most bytes one <see cref="Protocol.AssignShard"/> may take, Akka.Remote's
+/// frame (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>) less room for its envelope. A part whose shard message would be
+/// larger fails the job before any shard is sent, naming the fix, where Akka.Remote would drop the message and the job would
+/// wait until Training:StallTimeoutSeconds. 0 (single-node mode, whose messages stay in the process): no limit.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
     TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0, string? EarlyStoppingDirectory = null,
-    IReadOnlyDictionary<int, string>? WorkerNodes = null)
+    IReadOnlyDictionary<int, string>? WorkerNodes = null, long ShardMessageLimitBytes = 0)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;

@@ -25,8 +25,14 @@ namespace DistTrain.Cluster.Hosting;
 /// </summary>
 public static class ClusterNode
 {
-    /// <summary>Largest Akka.Remote frame: control messages only (a shard's indices are the largest, 5 bytes per sample).</summary>
-    public const long MaximumFrameSizeBytes = 4 * 1024 * 1024;
+    /// <summary>
+    /// Largest Akka.Remote frame, bytes: control messages only. A worker's shard (<see cref="Protocol.AssignShard"/>, up to 5
+    /// bytes per sample index) is the largest, so this bounds a worker's shard, or in the asynchronous modes the training set,
+    /// at about 3.3 million samples; the coordinator refuses a larger one with the fix
+    /// (<see cref="Actors.CoordinatorSettings.ShardMessageLimitBytes"/>). 4 MiB before 2026-12-06: a CSV of 1,000,000 rows
+    /// trained by one worker node stalled on its dropped shard message.
+    /// </summary>
+    public const long MaximumFrameSizeBytes = 16 * 1024 * 1024;
 
     /// <summary>
     /// Adds remoting (mutual TLS with the cluster's CA when <paramref name="security"/> has certificates), clustering and

@@ -158,8 +158,10 @@ public static class ClusterProtocolInfo
     /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares; 13: shard nodes take Cluster:Compression, the workers send them
     /// cuts of the encoded gradient, and the whole-job settings compared, ModelFingerprint.ServerSettingsOf, hold the compression; 14: a
     /// worker that loses a shard's connection names the shard, WorkerFailed.LostShard, so the job ends with the shard's loss; 15: a shard node reports its round's time,
-    /// ShardRoundApplied.RoundSeconds, without which its parameter server would record 0 s rounds).</summary>
-    public const int Version = 15;
+    /// ShardRoundApplied.RoundSeconds, without which its parameter server would record 0 s rounds; 16: Akka.Remote's frame is
+    /// 16 MiB, ClusterNode.MaximumFrameSizeBytes, so a worker's shard of up to about 3.3 million samples crosses in one message,
+    /// which a node of version 15, at 4 MiB, would refuse as too long a frame).</summary>
+    public const int Version = 16;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

@@ -527,7 +527,7 @@ public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [proper
 
 /// <summary>
 /// One piece of a shard's slice of the weights, to the owner that asked (<see cref="ShardSliceRequest"/>). A slice crosses
-/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats: below Akka's default 128,000-byte frame as well as the 4 MiB
+/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats: below Akka's default 128,000-byte frame as well as the 16 MiB
 /// DistTrain sets (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>), so that no piece holds the connection's control
 /// messages back for long. The data plane carries the per-step tensors; this is for the few whole-model reads of a run: the
 /// final weights, a stop's, a checkpoint's, a divergence's last good ones.

@@ -68,6 +68,27 @@ public sealed record AssignShard(
 
     /// <summary>The sample indices of shard <paramref name="shard"/> (<see cref="Shards"/>), or this worker's own when the part has no others.</summary>
     public int[] ShardIndices(int shard) => shard >= 0 && Shards is { } all && shard < all.Length ? all[shard] : SampleIndices;
+
+    /// <summary>Bytes an Akka.Remote message takes besides its payload (recipient and sender paths, manifest), with room to
+    /// spare: a remote <see cref="AssignShard"/> may take Akka.Remote's frame less this.</summary>
+    public const long EnvelopeAllowanceBytes = 4096;
+
+    /// <summary>
+    /// An upper bound on this message's MessagePack encoding, bytes: every index at its own width (1 byte up to 127, 2 up to
+    /// 255, 3 up to 65,535, else 5; MessagePack's int encodings), 5 bytes of header per array and 64 for the other fields.
+    /// </summary>
+    public long EncodedBytesAtMost()
+    {
+        static long Bytes(int[] indices)
+        {
+            long total = 5;
+            foreach (var index in indices) total += index is >= 0 and <= 127 ? 1 : index is >= 0 and <= 255 ? 2 : index is >= 0 and <= 65535 ? 3 : 5;
+            return total;
+        }
+        var bytes = 64 + Bytes(SampleIndices);
+        if (Shards is { } all) foreach (var shard in all) bytes += Bytes(shard);
+        return bytes;
+    }
 }
 
 /// <summary>Starts an epoch at the parameter server. Coordinator → ParameterServer.</summary>
