@@ -531,14 +531,15 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         var indices = shard.SampleIndices.LongLength + (shard.Shards?.Sum(s => (long)s.Length) ?? 0);
         var text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
-            "Epoch {0}: worker {1}'s shard message would carry {2:N0} sample indices, up to {3:N0} bytes, and Akka.Remote carries at most {4:N0} " +
-            "bytes in one message (it would drop it, and the job would wait until Training:StallTimeoutSeconds). ",
+            "Epoch {0}: worker {1}'s shard message would carry {2:N0} sample indices, up to {3:N0} bytes, and one may take at most {4:N0} " +
+            "bytes (Akka.Remote's frame, less room for its envelope; Akka.Remote would drop it, and the job would wait until " +
+            "Training:StallTimeoutSeconds). ",
             shard.Epoch, worker, indices, shard.EncodedBytesAtMost(), _settings.ShardMessageLimitBytes);
         return text + (shard.Shards is not null
             ? $"In Training:Mode {_settings.Mode} every worker gets every shard, so more workers do not help: train in Training:Mode Sync or " +
               "LocalSgd (each worker then gets its own shard only) with enough workers, in single-node mode (disttrain train), or on fewer " +
               "samples (Data:TrainLimit)."
-            : $"Each of the {receivers} worker{(receivers == 1 ? "" : "s")} of this part gets about 1/{receivers} of the training set: " +
+            : $"The part's samples are shared among its {receivers} worker{(receivers == 1 ? "" : "s")}, each of which gets its own shard: " +
               "start more worker nodes (Cluster:MinWorkers, so that the job waits for them), train in single-node mode (disttrain train), or " +
               "on fewer samples (Data:TrainLimit).");
     }
