@@ -512,10 +512,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
         var shards = part.Receivers.Select(i => new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
             part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part)).ToArray();
-        if (_settings.ShardMessageLimitBytes > 0 && shards.Select((shard, k) => (Shard: shard, Worker: part.Receivers[k]))
-                .FirstOrDefault(s => s.Shard.EncodedBytesAtMost() > _settings.ShardMessageLimitBytes) is { Shard: not null } large)
+        // Checked before any is sent: a part is sent whole or not at all.
+        for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
         {
-            Fail(new InvalidOperationException(TooLargeForOneMessage(large.Shard, large.Worker, part.Receivers.Length)));
+            if (shards[k].EncodedBytesAtMost() <= _settings.ShardMessageLimitBytes) continue;
+            Fail(new InvalidOperationException(TooLargeForOneMessage(shards[k], part.Receivers[k], part.Receivers.Length)));
             return;
         }
         for (var k = 0; k < shards.Length; k++) _workers[part.Receivers[k]].Tell(shards[k]);
