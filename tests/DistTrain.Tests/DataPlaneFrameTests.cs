@@ -46,6 +46,34 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
         return (link, client);
     }
 
+    /// <summary>
+    /// A peer that closes its socket with bytes of ours unread resets the connection (TCP RST) instead of ending it, which
+    /// timing alone tells from a plain close; either reads "closed the connection", so a worker's error about a lost shard
+    /// says the same whichever came. The reset is forced here with a zero linger.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "data plane: 192.0.2.7:40411 closed the connection.")]
+    [InlineData(true, "data plane: 192.0.2.7:40411 closed the connection (reset).")]
+    public void A_connection_closed_or_reset_by_the_peer_reads_closed_the_connection(bool reset, string expected)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        using (var server = listener.AcceptSocket())
+        {
+            if (reset)
+            {
+                client.Send(new byte[64]); // unread by the server when it closes, as a frame the peer had not read yet
+                server.LingerState = new LingerOption(true, 0);
+            }
+            server.Close();
+        }
+        using var stream = new NetworkStream(client);
+        var error = Assert.Throws<IOException>(() => TensorFrame.ReadBytes(stream, new byte[16], Peer));
+        Assert.Equal(expected, error.Message);
+    }
+
     [Fact]
     public void A_header_of_the_expected_type_and_the_models_length_is_accepted()
     {

@@ -414,7 +414,18 @@ internal static class TensorFrame
         {
             throw new IOException($"data plane: {peer} closed the connection.");
         }
+        catch (Exception e) when (IsReset(e))
+        {
+            // A peer that closes its socket with bytes of ours unread (a frame we had sent) resets the connection instead of
+            // ending it: the same event, which timing alone tells apart, so it reads the same.
+            throw new IOException($"data plane: {peer} closed the connection (reset).", e);
+        }
     }
+
+    /// <summary>True for a connection reset by the peer, as a <see cref="SocketException"/> or wrapped in an <see cref="IOException"/>
+    /// (the network stream wraps it; a TLS stream passes the network stream's on).</summary>
+    private static bool IsReset(Exception e) =>
+        (e as SocketException ?? e.InnerException as SocketException) is { SocketErrorCode: SocketError.ConnectionReset };
 
     /// <summary>Writes a frame (its body into the next of <paramref name="slots"/> when given); on a broken connection
     /// returns the reason instead of throwing.</summary>
