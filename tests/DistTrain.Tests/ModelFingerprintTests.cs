@@ -1,3 +1,4 @@
+using DistTrain.Core.Data;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Configuration;
 
@@ -123,6 +124,23 @@ public sealed class ModelFingerprintTests
         Assert.Equal(ModelFingerprint.SamplesOf(data, check: false), ModelFingerprint.SamplesOf(relabelled, check: false));
         var options = Options();
         Assert.NotEqual(ModelFingerprint.Of(options, ModelFingerprint.SamplesOf(data)), ModelFingerprint.Of(options, ModelFingerprint.SamplesOf(relabelled)));
+    }
+
+    /// <summary>
+    /// Workers plan their shards from the coordinator's recipe, so the fingerprint holds how this node shuffles: the digest of
+    /// a fixed plan (1,000 samples, 3 shards, seed 1, epoch 1), computed here by hand from a shuffle a node of another runtime
+    /// might draw otherwise. A node whose digest differs is refused, and the refusal names it.
+    /// </summary>
+    [Fact]
+    public void The_fingerprint_holds_how_the_node_shuffles_and_a_node_that_shuffles_otherwise_is_named()
+    {
+        var order = Enumerable.Range(0, 1_000).ToArray();
+        new Random(1 * 1_000_003 + 1).Shuffle(order);
+        Assert.Equal(ShardPlanner.Digest(order[..334], order[334..667], order[667..]).ToString("x16"), ShardPlanner.ReferenceDigest);
+        var server = ModelFingerprint.Of(Options());
+        Assert.Contains($"\"ShardShuffle\":\"{ShardPlanner.ReferenceDigest} (the order", server);
+        var otherwise = server.Replace(ShardPlanner.ReferenceDigest, "0123456789abcdef", StringComparison.Ordinal);
+        Assert.StartsWith("ShardShuffle: \"0123456789abcdef (the order", Assert.Single(ModelFingerprint.Differences(otherwise, server)));
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core;
+using DistTrain.Core.Data;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
@@ -510,8 +511,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void SendPart(PlannedPart part)
     {
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
-        var shards = part.Receivers.Select(i => new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-            part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part)).ToArray();
+        // An epoch's first part goes as a recipe that each worker plans its shards from: about 100 bytes per worker, where the
+        // indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they crossed.
+        var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even && even.Workers == part.Receivers.Length ? even : null;
+        var sharedDigest = planner is not null && part.SharedShards ? ShardPlanner.Digest(part.Shards) : 0;
+        var shards = part.Receivers.Select((i, j) => planner is null
+            ? new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
+                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part)
+            : new AssignShard(part.Epoch, [], part.BatchSize, part.FirstRound, part.Rounds, part.Steps, null, part.StepsPerEpoch, scaling, part.Part,
+                new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, part.SharedShards ? part.Receivers : null,
+                    part.SharedShards ? part.Shards.Length : 0, part.SharedShards ? sharedDigest : ShardPlanner.Digest(part.Shards[i])))).ToArray();
         // Checked before any is sent: a part is sent whole or not at all.
         for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
         {

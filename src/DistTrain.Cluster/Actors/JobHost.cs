@@ -837,7 +837,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
             PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null,
             ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null,
-            WorkerNodes: _nodeAt, ShardMessageLimitBytes: ClusterNode.MaximumFrameSizeBytes - AssignShard.EnvelopeAllowanceBytes);
+            WorkerNodes: _nodeAt, ShardMessageLimitBytes: ClusterNode.MaximumFrameSizeBytes - AssignShard.EnvelopeAllowanceBytes, ShardRecipes: true);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = _options.Cluster.ShardNodes
             // The shards run on shard nodes: this node only coordinates them. Finding and placing them must end within the

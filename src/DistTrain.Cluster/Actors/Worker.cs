@@ -71,6 +71,8 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly ShardDialing? _shardDialing;   // a cluster worker: may be given shard nodes (ShardServersAssigned)
     private readonly ModelOptions _modelOptions;   // for the starting weights of a shard mode entered on a message
     private readonly int _seed;
+    private readonly int _trainingSamples;          // for shards planned here from the coordinator's recipe (AssignShard.Resolve)
+    private readonly ShardsAhead _shardsAhead = new();
     private IActorRef[] _shardLinks = [];
     private ShardedReplicaLink? _sharded;
     private WeightsUpdated? _assembled;
@@ -88,6 +90,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     {
         _modelOptions = model;
         _seed = seed;
+        _trainingSamples = train.Count;
         _shardDialing = shardDialing;
         _settings = settings ?? ReplicaSettings.Default;
         _workerIndex = workerIndex;
@@ -268,10 +271,11 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     /// <exception cref="ShardConnectionLostException">Shard mode: a shard's connection closed after the last part (the shard is
     /// gone, and this part cannot be trained).</exception>
+    /// <exception cref="ShardRecipeException">The shard came as a recipe this worker cannot plan the coordinator's shards from.</exception>
     private void OnAssignShard(AssignShard shard)
     {
         if (_shardClosedBetweenParts is { } closed) throw closed;
-        _shard = shard;
+        _shard = _shardsAhead.Resolve(shard, _trainingSamples);
         UnstashAll();
     }
 

@@ -300,10 +300,11 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
                 "a standby to take over).", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message, ((ShardConnectionLostException)e).Shard));
         }
-        else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException && _accepted)
+        else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException or ShardRecipeException && _accepted)
         {
-            // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
-            // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a worker that cannot take the shards
+            // The job's settings, not this node: every worker would fail alike (a gradient too large for its encoding; a shard
+            // recipe this node cannot plan, which the registration's fingerprint all but rules out), so the job ends with the
+            // reason, which says all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a worker that cannot take the shards
             // ends the job too (the reason names the settings to align), unless it joined the running job and fails alone: the job
             // host then counts it lost and refuses this node.
             _failure = e.Message;

@@ -26,10 +26,11 @@ namespace DistTrain.Cluster.Hosting;
 public static class ClusterNode
 {
     /// <summary>
-    /// Largest Akka.Remote frame, bytes: control messages only. A worker's shard (<see cref="Protocol.AssignShard"/>, up to 5
-    /// bytes per sample index) is the largest, so this bounds a worker's shard at about 3.3 million samples; in the
-    /// asynchronous modes, whose message holds every shard and the worker's own again, the training set at about 3.3 million
-    /// × W / (W + 1) for W workers. The coordinator refuses a larger one with the fix
+    /// Largest Akka.Remote frame, bytes: control messages only. The largest is a further part's shard (<see cref="Protocol.AssignShard"/>
+    /// with the samples lost workers left, up to 5 bytes per sample index), so this bounds a worker's share of those at about
+    /// 3.3 million samples (in the asynchronous modes, whose message holds every share and the worker's own again, all of them
+    /// at about 3.3 million × W / (W + 1) for W workers); an epoch's first part goes as a recipe of about 100 bytes
+    /// (<see cref="Protocol.ShardRecipe"/>). The coordinator refuses a larger message with the fix
     /// (<see cref="Actors.CoordinatorSettings.ShardMessageLimitBytes"/>). 4 MiB before 2026-12-06: a CSV of 1,000,000 rows
     /// trained by one worker node stalled on its dropped shard message.
     /// </summary>

@@ -17,7 +17,8 @@ namespace DistTrain.Cluster.Hosting;
 /// samples, or would apply momentum twice or not at all, so the parameter server refuses such a worker. The worker's own
 /// step settings are compared too: Training:Mode and the micro-batches of AccumulationSteps, and under LocalSgd the
 /// LocalSteps, optimizer and epochs a worker applies itself (a worker with another learning rate would train silently apart).
-/// Last, the samples each node read (<see cref="SamplesOf"/>): the same settings over other files are other samples.
+/// Then the samples each node read (<see cref="SamplesOf"/>): the same settings over other files are other samples. Last, how the
+/// node shuffles (<see cref="ShardPlanner.ReferenceDigest"/>), since each worker plans its own shards.
 /// </summary>
 public static class ModelFingerprint
 {
@@ -42,6 +43,9 @@ public static class ModelFingerprint
         LocalGradient = Training.LocalGradientSettings.Of(options),
         WorkerSteps = WorkerStepsOf(options),
         Samples = samples,
+        // Workers plan their shards from the coordinator's recipe (AssignShard.Recipe): a node that shuffled otherwise would
+        // train on other samples, so it is refused here rather than at its first epoch.
+        ShardShuffle = $"{ShardPlanner.ReferenceDigest} (the order this node's DistTrain build and .NET runtime shuffle samples in)",
     }, Json);
 
     /// <summary>

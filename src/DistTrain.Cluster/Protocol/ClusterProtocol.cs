@@ -160,8 +160,10 @@ public static class ClusterProtocolInfo
     /// worker that loses a shard's connection names the shard, WorkerFailed.LostShard, so the job ends with the shard's loss; 15: a shard node reports its round's time,
     /// ShardRoundApplied.RoundSeconds, without which its parameter server would record 0 s rounds; 16: Akka.Remote's frame is
     /// 16 MiB, ClusterNode.MaximumFrameSizeBytes, so a worker's shard of up to about 3.3 million samples crosses in one message,
-    /// which a node of version 15, at 4 MiB, would refuse as too long a frame).</summary>
-    public const int Version = 16;
+    /// which a node of version 15, at 4 MiB, would refuse as too long a frame; 17: the shards of an epoch's first part travel as
+    /// a recipe, AssignShard.Recipe, from which each worker plans them itself, and which a worker of version 16 would read as an
+    /// empty shard).</summary>
+    public const int Version = 17;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

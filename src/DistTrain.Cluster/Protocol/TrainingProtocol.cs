@@ -5,7 +5,7 @@ using MessagePack;
 namespace DistTrain.Cluster.Protocol;
 
 // The synchronous data-parallel protocol. One epoch:
-//   Coordinator -> Worker            AssignShard          (the worker's sample indices for the epoch)
+//   Coordinator -> Worker            AssignShard          (the worker's sample indices for the epoch, or how to plan them)
 //   Coordinator -> ParameterServer   StartEpoch           (who takes part, how many minibatches each)
 //   repeat per round r:
 //     ParameterServer -> Worker      WeightsUpdated(v, r) (the weights every replica computes on)
@@ -45,6 +45,9 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="Part">The part of the epoch this shard belongs to: 0 for the epoch's first, counting up for each further
 /// part (<see cref="StartEpoch.Part"/>). Weights of a later part wait for its shard; weights of an earlier part are never
 /// trained on with this shard.</param>
+/// <param name="Recipe">When set, the worker plans its sample indices (and, in the asynchronous modes, every shard) itself from
+/// the recipe (<see cref="Resolve"/>), and <paramref name="SampleIndices"/> (empty) and <paramref name="Shards"/> (null) are not read. The coordinator sends the shards of an epoch's first part this way,
+/// about 100 bytes instead of up to 5 bytes per sample; the samples a lost worker left (a further part) travel as indices.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -56,7 +59,8 @@ public sealed record AssignShard(
     [property: Key(6)] int[][]? Shards = null,
     [property: Key(7)] int StepsPerEpoch = 0,
     [property: Key(8)] int ScalingWorkers = 0,
-    [property: Key(9)] int Part = 0) : IDistTrainMessage
+    [property: Key(9)] int Part = 0,
+    [property: Key(10)] ShardRecipe? Recipe = null) : IRangeCheckedMessage
 {
     /// <summary>How the shard is cut into minibatches; minibatch k runs in round <c>FirstRound + k</c>.</summary>
     public MinibatchPlan Minibatches() => MinibatchesOf(SampleIndices.Length);
@@ -75,7 +79,8 @@ public sealed record AssignShard(
 
     /// <summary>
     /// An upper bound on this message's MessagePack encoding, bytes: every index at its own width (1 byte up to 127, 2 up to
-    /// 255, 3 up to 65,535, else 5; MessagePack's int encodings), 5 bytes of header per array and 64 for the other fields.
+    /// 255, 3 up to 65,535, else 5; MessagePack's int encodings), 5 bytes of header per array, 64 for the other fields, and a
+    /// recipe's (<see cref="ShardRecipe.FixedBytesAtMost"/> and its slots as indices).
     /// </summary>
     public long EncodedBytesAtMost()
     {
@@ -87,9 +92,125 @@ public sealed record AssignShard(
         }
         var bytes = 64 + Bytes(SampleIndices);
         if (Shards is { } all) foreach (var shard in all) bytes += Bytes(shard);
+        if (Recipe is { } recipe) bytes += ShardRecipe.FixedBytesAtMost + (recipe.Slots is { } slots ? Bytes(slots) : 0);
         return bytes;
     }
+
+    /// <inheritdoc />
+    /// <remarks>Beside a recipe, <see cref="SampleIndices"/> and <see cref="Shards"/> are not read (<see cref="Resolve"/> replaces them).</remarks>
+    public string? OutOfRange() =>
+        Epoch < 1 ? $"Epoch {Epoch} is below 1"
+        : BatchSize < 1 ? $"BatchSize {BatchSize} is below 1"
+        : FirstRound < 0 ? $"FirstRound {FirstRound} is below 0"
+        : Rounds < 0 ? $"Rounds {Rounds} is below 0"
+        : Steps < 0 ? $"Steps {Steps} is below 0"
+        : StepsPerEpoch < 0 ? $"StepsPerEpoch {StepsPerEpoch} is below 0"
+        : ScalingWorkers < 0 ? $"ScalingWorkers {ScalingWorkers} is below 0"
+        : Part < 0 ? $"Part {Part} is below 0"
+        : Recipe?.OutOfRange();
+
+    /// <summary>
+    /// This shard with its sample indices in place: itself when it carries them, else the shards planned from
+    /// <see cref="Recipe"/> (<see cref="ShardPlanner"/> over (samples, workers, seed) for <see cref="Epoch"/>), checked against the
+    /// recipe's digest.
+    /// </summary>
+    /// <param name="trainingSamples">The worker's training samples (after any limit and validation split).</param>
+    /// <param name="planned">The recipe's planner's <c>Plan(Epoch)</c> when the caller has it already (planned ahead, see
+    /// <see cref="Training.ShardsAhead"/>): every shard when the recipe has slots, else at least the worker's own at its place.
+    /// Null plans here. Checked against the digest either way.</param>
+    /// <exception cref="ShardRecipeException">The recipe is for another number of training samples, or the shards planned here
+    /// differ from the coordinator's (its digest does not match). The message names both sides and the fix.</exception>
+    public AssignShard Resolve(int trainingSamples, int[][]? planned = null)
+    {
+        if (Recipe is not { } recipe) return this;
+        if (recipe.SampleCount != trainingSamples)
+            throw new ShardRecipeException($"Epoch {Epoch}: the parameter server planned the shards over {recipe.SampleCount:N0} training samples, and " +
+                $"this worker holds {trainingSamples:N0}. Give every node of the job the same training data and the same Data settings " +
+                "(Data:TrainLimit, Data:ValidationFraction), and run the same DistTrain version on each.");
+        var planner = recipe.Planner;
+        if (recipe.Slots is not { } slots)
+        {
+            var own = planned?[recipe.Position] ?? planner.PlanShard(Epoch, recipe.Position);
+            CheckDigest(recipe, ShardPlanner.Digest(own));
+            return this with { SampleIndices = own, Recipe = null };
+        }
+        var plan = planned ?? planner.Plan(Epoch);
+        var shards = new int[recipe.SlotCount][];
+        Array.Fill(shards, []);
+        for (var j = 0; j < slots.Length; j++) shards[slots[j]] = plan[j];
+        CheckDigest(recipe, ShardPlanner.Digest(shards));
+        return this with { SampleIndices = plan[recipe.Position], Shards = shards, Recipe = null };
+    }
+
+    private void CheckDigest(ShardRecipe recipe, ulong planned)
+    {
+        if (planned != recipe.Digest)
+            throw new ShardRecipeException($"Epoch {Epoch}: the shards this worker planned from the parameter server's recipe (seed {recipe.Seed}, " +
+                $"{recipe.SampleCount:N0} samples, {recipe.Workers} workers) differ from the parameter server's (digest {planned:x16} here, " +
+                $"{recipe.Digest:x16} there). The nodes shuffle differently: run the same DistTrain version, on the same .NET runtime, on every node of the job.");
+    }
 }
+
+/// <summary>
+/// How a worker plans the shards of an epoch's first part itself (<see cref="AssignShard.Recipe"/>): the coordinator's
+/// <see cref="ShardPlanner"/>, even shares over <paramref name="SampleCount"/> samples for <paramref name="Workers"/> workers
+/// with <paramref name="Seed"/>, and where this worker's shard is in its plan.
+/// </summary>
+/// <param name="SampleCount">Training samples the plan covers: the worker's own training set must have as many.</param>
+/// <param name="Workers">Shards in the plan: the workers of the part.</param>
+/// <param name="Position">This worker's shard in the plan, 0 to <paramref name="Workers"/> − 1 (the worker's rank among the
+/// part's workers, not its worker index).</param>
+/// <param name="Seed">Training:Seed, which seeds each epoch's shuffle.</param>
+/// <param name="Slots">The asynchronous modes, where every worker gets every shard: the worker index of each shard of the plan, in
+/// plan order; null when the worker gets its own shard only.</param>
+/// <param name="SlotCount">With <paramref name="Slots"/>: worker slots of the job, the length of <see cref="AssignShard.Shards"/>
+/// (lost slots hold empty shards); 0 otherwise.</param>
+/// <param name="Digest"><see cref="ShardPlanner.Digest"/> of what the worker must plan: its own shard, or with
+/// <paramref name="Slots"/> every slot's shard in slot order. A worker whose plan differs stops the job with
+/// <see cref="ShardRecipeException"/> instead of training on other samples than the plan's.</param>
+[MessagePackObject]
+public sealed record ShardRecipe(
+    [property: Key(0)] int SampleCount,
+    [property: Key(1)] int Workers,
+    [property: Key(2)] int Position,
+    [property: Key(3)] int Seed,
+    [property: Key(4)] int[]? Slots,
+    [property: Key(5)] int SlotCount,
+    [property: Key(6)] ulong Digest)
+{
+    /// <summary>The coordinator's planner, as the recipe describes it.</summary>
+    [IgnoreMember]
+    public ShardPlanner Planner => new(SampleCount, Workers, Seed);
+
+    /// <summary>Bytes the recipe takes at most besides the <see cref="Slots"/> array: its header (1), four ints (5 each), the slot
+    /// count (up to 3 bytes below 65,536), the digest (9) and nil for no slots (1).</summary>
+    public const long FixedBytesAtMost = 34;
+
+    /// <summary>The first field out of its range, as <see cref="IRangeCheckedMessage.OutOfRange"/> words it; null when all are in range.</summary>
+    public string? OutOfRange()
+    {
+        const int most = Training.UpdatePolicy.MaxWorkers;
+        if (SampleCount < 1) return $"Recipe.SampleCount {SampleCount} is below 1";
+        if (Workers is < 1 or > most) return $"Recipe.Workers {Workers} is outside 1 to {most}";
+        if (Position < 0 || Position >= Workers) return $"Recipe.Position {Position} is outside 0 to {Workers - 1}";
+        if (Slots is null) return SlotCount == 0 ? null : $"Recipe.SlotCount {SlotCount} is not 0 without Recipe.Slots";
+        if (SlotCount < Workers || SlotCount > most) return $"Recipe.SlotCount {SlotCount} is outside {Workers} to {most}";
+        if (Slots.Length != Workers) return $"Recipe.Slots holds {Slots.Length} worker indices for {Workers} workers";
+        var seen = new bool[SlotCount];
+        foreach (var slot in Slots)
+        {
+            if (slot < 0 || slot >= SlotCount) return $"Recipe.Slots holds worker index {slot}, outside 0 to {SlotCount - 1}";
+            if (seen[slot]) return $"Recipe.Slots holds worker index {slot} twice";
+            seen[slot] = true;
+        }
+        return null;
+    }
+}
+
+/// <summary>A worker cannot plan its shard from the coordinator's <see cref="ShardRecipe"/>: it holds other training data, or it
+/// shuffles differently. Every worker of the job would fail alike, so the job ends with the message.</summary>
+/// <param name="message">What differs, and the fix.</param>
+public sealed class ShardRecipeException(string message) : Exception(message);
 
 /// <summary>Starts an epoch at the parameter server. Coordinator → ParameterServer.</summary>
 /// <param name="Epoch">1-based epoch.</param>

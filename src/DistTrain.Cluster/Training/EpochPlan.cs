@@ -51,8 +51,11 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
 /// <param name="SharedShards">Every receiver gets every shard (the asynchronous modes).</param>
 /// <param name="Part">Which part of the epoch: 0 for the first, counting up.</param>
 /// <param name="KeepGlobalBatch">A lost worker ends this part for every worker (Training:KeepGlobalBatch in a lock-step mode).</param>
+/// <param name="PlannedBy">An epoch's first part: the planner whose <c>Plan(Epoch)[j]</c> is the shard of <c>Receivers[j]</c>, from
+/// which a worker can plan its shard itself; null for a further part.</param>
 public sealed record PlannedPart(int Epoch, int[][] Shards, int[] Receivers, int BatchSize, int Steps, int FirstRound, int Rounds,
-    int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards, int Part, bool KeepGlobalBatch);
+    int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards, int Part, bool KeepGlobalBatch,
+    IShardPlanner? PlannedBy = null);
 
 /// <summary>
 /// The coordinator's epoch bookkeeping: which workers are alive and hold the epoch's weights, the shards of each part of
@@ -147,7 +150,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         EpochLossSum = 0;
         var resumable = alive.Length == settings.Planner.Workers && alive.Length == _alive.Count && _batchSize == settings.BatchSizePerWorker;
         return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, 0, EpochSteps, batches, startRound, EpochSteps, resumable, settings.SharedShards,
-            _part, KeepsGlobalBatch);
+            _part, KeepsGlobalBatch, planner);
     }
 
     /// <summary>

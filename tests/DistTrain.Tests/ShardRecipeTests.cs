@@ -1,0 +1,169 @@
+using Akka.Serialization;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Data;
+using SerializationException = System.Runtime.Serialization.SerializationException;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// An epoch's first part travels as a <see cref="ShardRecipe"/> from which each worker plans its shards itself
+/// (<see cref="AssignShard.Resolve"/>): what it plans must be exactly the coordinator's plan, and a recipe it cannot follow,
+/// or a hostile one from the network, must stop it with an error that names the problem.
+/// </summary>
+public class ShardRecipeTests() : TestKit(AkkaSettings.Serialization())
+{
+    private const int Samples = 1_000, Seed = 5;
+
+    /// <summary>The message the coordinator sends worker <paramref name="position"/> of <paramref name="planner"/>'s plan in a lock-step mode.</summary>
+    private static AssignShard OwnShard(ShardPlanner planner, int epoch, int position) => new(epoch, [], 16, Rounds: 21,
+        Recipe: new ShardRecipe(planner.SampleCount, planner.Workers, position, planner.Seed, null, 0, ShardPlanner.Digest(planner.Plan(epoch)[position])));
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 1)]
+    [InlineData(3, 7)]
+    [InlineData(7, 2)]
+    public void Each_worker_plans_exactly_the_coordinators_shard_of_the_epoch(int workers, int epoch)
+    {
+        var planner = new ShardPlanner(Samples, workers, Seed);
+        var plan = planner.Plan(epoch);
+        for (var position = 0; position < workers; position++)
+        {
+            var resolved = OwnShard(planner, epoch, position).Resolve(Samples);
+            Assert.Equal(plan[position], resolved.SampleIndices);
+            Assert.Null(resolved.Shards);
+            Assert.Null(resolved.Recipe);
+            Assert.Equal((16, 21), (resolved.BatchSize, resolved.Rounds));
+        }
+        Assert.Equal(Enumerable.Range(0, Samples), plan.SelectMany(shard => shard).Order()); // every sample once
+        Assert.NotEqual(plan[0], new ShardPlanner(Samples, workers, Seed).PlanShard(epoch + 1, 0)); // another epoch, another shard
+    }
+
+    /// <summary>
+    /// The asynchronous modes: every worker gets every shard, by worker index. Worker slot 1 was lost, so the plan of 3
+    /// shards goes to slots 0, 2 and 3, and slot 1's shard is empty, as the coordinator's part holds it.
+    /// </summary>
+    [Fact]
+    public void In_the_asynchronous_modes_each_worker_plans_every_shard_by_worker_index_with_lost_slots_empty()
+    {
+        var planner = new ShardPlanner(Samples, 3, Seed);
+        var plan = planner.Plan(4);
+        int[][] bySlot = [plan[0], [], plan[1], plan[2]];
+        int[] slots = [0, 2, 3];
+        for (var position = 0; position < 3; position++)
+        {
+            var message = new AssignShard(4, [], 16, Recipe: new ShardRecipe(Samples, 3, position, Seed, slots, 4, ShardPlanner.Digest(bySlot)));
+            var resolved = message.Resolve(Samples);
+            Assert.Equal(plan[position], resolved.SampleIndices);
+            Assert.Equal(bySlot, resolved.Shards!);
+            Assert.Equal(plan[position], resolved.ShardIndices(slots[position]));
+        }
+    }
+
+    /// <summary>
+    /// A worker plans the next epoch while it trains this one (<see cref="Cluster.Training.ShardsAhead"/>): the shards it then
+    /// takes are the epoch's own, and a recipe of another planner (a worker was lost), another place in the plan or another
+    /// epoch is planned anew.
+    /// </summary>
+    [Fact]
+    public void Shards_planned_ahead_are_the_epochs_own_and_another_planner_or_epoch_is_planned_anew()
+    {
+        var ahead = new Cluster.Training.ShardsAhead();
+        var three = new ShardPlanner(Samples, 3, Seed);
+        var two = new ShardPlanner(Samples, 2, Seed);
+        (ShardPlanner Planner, int Epoch, int Position, int Ahead)[] epochs =
+            [(three, 1, 1, 0), (three, 2, 1, 1), (three, 3, 1, 2), (two, 4, 0, 2), (two, 5, 0, 3), (two, 7, 0, 3), (two, 8, 0, 4), (two, 9, 1, 4)];
+        foreach (var (planner, epoch, position, plannedAhead) in epochs)
+        {
+            Assert.Equal(planner.Plan(epoch)[position], ahead.Resolve(OwnShard(planner, epoch, position), Samples).SampleIndices);
+            Assert.Equal(plannedAhead, ahead.PlannedAhead);
+        }
+        var indices = new AssignShard(9, [4, 2], 16);
+        Assert.Same(indices, ahead.Resolve(indices, Samples)); // indices pass as they are
+    }
+
+    [Fact]
+    public void A_recipe_with_slots_round_trips_through_the_serializer_and_plans_the_same_shards()
+    {
+        var planner = new ShardPlanner(Samples, 3, Seed);
+        int[] slots = [2, 0, 1];
+        var plan = planner.Plan(2);
+        var message = new AssignShard(2, [], 16, Recipe: new ShardRecipe(Samples, 3, 1, Seed, slots, 3, ShardPlanner.Digest(plan[1], plan[2], plan[0])));
+        var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
+        var bytes = serializer.ToBinary(message);
+        Assert.True(bytes.Length < 100, $"a recipe took {bytes.Length} bytes");
+        var back = Assert.IsType<AssignShard>(serializer.FromBinary(bytes, nameof(AssignShard)));
+        Assert.Equal(slots, back.Recipe!.Slots!);
+        Assert.Equal(message.Recipe! with { Slots = null }, back.Recipe with { Slots = null });
+        Assert.Equal(message.Resolve(Samples).Shards!, back.Resolve(Samples).Shards!);
+    }
+
+    [Fact]
+    public void A_worker_with_another_number_of_training_samples_stops_naming_both_counts_and_the_fix()
+    {
+        var error = Assert.Throws<ShardRecipeException>(() => OwnShard(new ShardPlanner(Samples, 2, Seed), 1, 0).Resolve(999));
+        Assert.Equal("Epoch 1: the parameter server planned the shards over 1,000 training samples, and this worker holds 999. Give every node " +
+            "of the job the same training data and the same Data settings (Data:TrainLimit, Data:ValidationFraction), and run the same DistTrain " +
+            "version on each.", error.Message);
+    }
+
+    [Fact]
+    public void A_worker_that_plans_other_shards_than_the_coordinator_stops_instead_of_training_on_them()
+    {
+        // As a node whose shuffle differed would: the digest is of the coordinator's shard, the plan here another seed's.
+        var coordinators = OwnShard(new ShardPlanner(Samples, 2, Seed), 3, 1);
+        var differing = coordinators with { Recipe = coordinators.Recipe! with { Seed = Seed + 1 } };
+        var error = Assert.Throws<ShardRecipeException>(() => differing.Resolve(Samples));
+        Assert.StartsWith("Epoch 3: the shards this worker planned from the parameter server's recipe (seed 6, 1,000 samples, 2 workers) differ " +
+            "from the parameter server's (digest ", error.Message);
+        Assert.EndsWith("run the same DistTrain version, on the same .NET runtime, on every node of the job.", error.Message);
+    }
+
+    [Fact]
+    public void The_digest_tells_another_order_index_or_cut_from_the_shards_planned()
+    {
+        var digest = ShardPlanner.Digest([1, 2], [3]);
+        Assert.Equal(digest, ShardPlanner.Digest([1, 2], [3]));
+        Assert.NotEqual(digest, ShardPlanner.Digest([2, 1], [3]));
+        Assert.NotEqual(digest, ShardPlanner.Digest([1, 2], [4]));
+        Assert.NotEqual(digest, ShardPlanner.Digest([1], [2, 3]));
+        Assert.NotEqual(digest, ShardPlanner.Digest([1, 2], [3], []));
+    }
+
+    /// <summary>The shard message's own fields are range-checked too: a minibatch of 0 samples would fail only at the worker's step.</summary>
+    [Theory]
+    [InlineData(0, 16, 0, 0, "Epoch 0 is below 1")]
+    [InlineData(1, 0, 0, 0, "BatchSize 0 is below 1")]
+    [InlineData(1, 16, -1, 0, "FirstRound -1 is below 0")]
+    [InlineData(1, 16, 0, -2, "Steps -2 is below 0")]
+    public void A_shard_message_out_of_range_is_refused_as_it_is_decoded_naming_the_field(int epoch, int batchSize, int firstRound, int steps, string problem)
+    {
+        var message = new AssignShard(epoch, [3, 1], batchSize, FirstRound: firstRound, Steps: steps);
+        var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
+        var error = Assert.Throws<SerializationException>(() => serializer.FromBinary(serializer.ToBinary(message), nameof(AssignShard)));
+        Assert.Contains($"is out of range: {problem}.", error.Message);
+    }
+
+    /// <summary>A recipe from the network is range-checked as it is decoded, before a worker plans anything from it.</summary>
+    [Theory]
+    [InlineData(0, 3, 0, null, 0, "Recipe.SampleCount 0 is below 1")]
+    [InlineData(1_000, 0, 0, null, 0, "Recipe.Workers 0 is outside 1 to 256")]
+    [InlineData(1_000, 100_000, 0, null, 0, "Recipe.Workers 100000 is outside 1 to 256")]
+    [InlineData(1_000, 3, 3, null, 0, "Recipe.Position 3 is outside 0 to 2")]
+    [InlineData(1_000, 3, -1, null, 0, "Recipe.Position -1 is outside 0 to 2")]
+    [InlineData(1_000, 3, 0, null, 4, "Recipe.SlotCount 4 is not 0 without Recipe.Slots")]
+    [InlineData(1_000, 3, 0, new[] { 0, 1, 2 }, 2, "Recipe.SlotCount 2 is outside 3 to 256")]
+    [InlineData(1_000, 3, 0, new[] { 0, 1 }, 3, "Recipe.Slots holds 2 worker indices for 3 workers")]
+    [InlineData(1_000, 3, 0, new[] { 0, 1, 3 }, 3, "Recipe.Slots holds worker index 3, outside 0 to 2")]
+    [InlineData(1_000, 3, 0, new[] { 0, 2, 0 }, 3, "Recipe.Slots holds worker index 0 twice")]
+    public void A_recipe_out_of_range_is_refused_as_it_is_decoded_naming_the_field(int samples, int workers, int position, int[]? slots, int slotCount,
+        string problem)
+    {
+        var message = new AssignShard(1, [], 16, Recipe: new ShardRecipe(samples, workers, position, Seed, slots, slotCount, 42));
+        var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
+        var error = Assert.Throws<SerializationException>(() => serializer.FromBinary(serializer.ToBinary(message), nameof(AssignShard)));
+        Assert.Contains($"is out of range: {problem}.", error.Message);
+    }
+}
