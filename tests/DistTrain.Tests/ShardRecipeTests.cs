@@ -84,6 +84,20 @@ public class ShardRecipeTests() : TestKit(AkkaSettings.Serialization())
         Assert.Same(indices, ahead.Resolve(indices, Samples)); // indices pass as they are
     }
 
+    /// <summary>A plan given from elsewhere that does not fit the recipe (another worker count, or shards missing where the
+    /// recipe needs every one) is set aside and the shards are planned here.</summary>
+    [Fact]
+    public void A_plan_given_that_does_not_fit_the_recipe_is_planned_anew()
+    {
+        var planner = new ShardPlanner(Samples, 3, Seed);
+        var plan = planner.Plan(2);
+        var own = OwnShard(planner, 2, 1);
+        Assert.Equal(plan[1], own.Resolve(Samples, [plan[0], plan[1]]).SampleIndices);                 // a plan of 2 shards
+        Assert.Equal(plan[1], own.Resolve(Samples, [null!, null!, null!]).SampleIndices);              // without the worker's own
+        var all = new AssignShard(2, [], 16, Recipe: new ShardRecipe(Samples, 3, 1, Seed, [0, 1, 2], 3, ShardPlanner.Digest(plan)));
+        Assert.Equal(plan, all.Resolve(Samples, [null!, plan[1], null!]).Shards!);                    // sparse, where every shard is needed
+    }
+
     [Fact]
     public void A_recipe_with_slots_round_trips_through_the_serializer_and_plans_the_same_shards()
     {

@@ -381,7 +381,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         "The settings compared: the model, the data settings, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
         "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply), " +
         "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents, " +
-        "or all set Cluster:CheckSamples to false where the same files decode differently on different machines). ";
+        "or all set Cluster:CheckSamples to false where the same files decode differently on different machines), " +
+        "and how the node shuffles samples (ShardShuffle: the workers plan their shards themselves; run the same DistTrain build and .NET runtime on every node). ";
 
     /// <summary>
     /// Why a node asking to join this job (a worker, or a standby parameter server) belongs to another one: another protocol

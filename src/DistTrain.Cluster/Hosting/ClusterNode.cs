@@ -27,7 +27,8 @@ public static class ClusterNode
 {
     /// <summary>
     /// Largest Akka.Remote frame, bytes: control messages only. The largest is a further part's shard (<see cref="Protocol.AssignShard"/>
-    /// with the samples lost workers left, up to 5 bytes per sample index), so this bounds a worker's share of those at about
+    /// with the samples lost workers left, and under Training:KeepGlobalBatch the survivors' untrained ones, up to 5 bytes per
+    /// sample index), so this bounds a worker's share of those at about
     /// 3.3 million samples (in the asynchronous modes, whose message holds every share and the worker's own again, all of them
     /// at about 3.3 million × W / (W + 1) for W workers); an epoch's first part goes as a recipe of about 100 bytes
     /// (<see cref="Protocol.ShardRecipe"/>). The coordinator refuses a larger message with the fix

@@ -117,7 +117,7 @@ public sealed record AssignShard(
     /// <param name="trainingSamples">The worker's training samples (after any limit and validation split).</param>
     /// <param name="planned">The recipe's planner's <c>Plan(Epoch)</c> when the caller has it already (planned ahead, see
     /// <see cref="Training.ShardsAhead"/>): every shard when the recipe has slots, else at least the worker's own at its place.
-    /// Null plans here. Checked against the digest either way.</param>
+    /// Null, or one that lacks them, plans here. Checked against the digest either way.</param>
     /// <exception cref="ShardRecipeException">The recipe is for another number of training samples, or the shards planned here
     /// differ from the coordinator's (its digest does not match). The message names both sides and the fix.</exception>
     public AssignShard Resolve(int trainingSamples, int[][]? planned = null)
@@ -128,13 +128,14 @@ public sealed record AssignShard(
                 $"this worker holds {trainingSamples:N0}. Give every node of the job the same training data and the same Data settings " +
                 "(Data:TrainLimit, Data:ValidationFraction), and run the same DistTrain version on each.");
         var planner = recipe.Planner;
+        if (planned is not null && planned.Length != recipe.Workers) planned = null; // not this planner's: plan here
         if (recipe.Slots is not { } slots)
         {
             var own = planned?[recipe.Position] ?? planner.PlanShard(Epoch, recipe.Position);
             CheckDigest(recipe, ShardPlanner.Digest(own));
             return this with { SampleIndices = own, Recipe = null };
         }
-        var plan = planned ?? planner.Plan(Epoch);
+        var plan = planned is not null && Array.TrueForAll(planned, shard => shard is not null) ? planned : planner.Plan(Epoch);
         var shards = new int[recipe.SlotCount][];
         Array.Fill(shards, []);
         for (var j = 0; j < slots.Length; j++) shards[slots[j]] = plan[j];
