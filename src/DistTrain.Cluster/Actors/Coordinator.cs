@@ -515,12 +515,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         // indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they crossed.
         var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even && even.Workers == part.Receivers.Length ? even : null;
         var sharedDigest = planner is not null && part.SharedShards ? ShardPlanner.Digest(part.Shards) : 0;
-        var shards = part.Receivers.Select((i, j) => planner is null
-            ? new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part)
-            : new AssignShard(part.Epoch, [], part.BatchSize, part.FirstRound, part.Rounds, part.Steps, null, part.StepsPerEpoch, scaling, part.Part,
-                new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, part.SharedShards ? part.Receivers : null,
-                    part.SharedShards ? part.Shards.Length : 0, part.SharedShards ? sharedDigest : ShardPlanner.Digest(part.Shards[i])))).ToArray();
+        var shards = part.Receivers.Select((i, j) =>
+        {
+            var indices = new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
+                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part);
+            if (planner is null) return indices;
+            var recipe = part.SharedShards
+                ? new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, part.Receivers, part.Shards.Length, sharedDigest)
+                : new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, null, 0, ShardPlanner.Digest(part.Shards[i]));
+            return indices with { SampleIndices = [], Shards = null, Recipe = recipe };
+        }).ToArray();
         // Checked before any is sent: a part is sent whole or not at all.
         for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
         {
