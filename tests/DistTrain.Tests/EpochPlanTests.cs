@@ -55,6 +55,7 @@ public sealed class EpochPlanTests
         Assert.Equal([0, 1], further.Receivers);
         Assert.Equal(1, further.Steps); // 3 samples each: one minibatch, of the global 6 over 2 workers
         Assert.Equal(3, further.FirstRound); // round 2, after the last one applied, closed the first part
+        AssertPiecesAreTheShards(further);
 
         // A second notice for the same worker (its shard in this part is empty) keeps nothing more.
         plan.WorkerRemoved(2, 2);
@@ -93,7 +94,82 @@ public sealed class EpochPlanTests
         Assert.Equal(4, further.Steps);      // 22 samples in 4 balanced minibatches of 5 or 6
         int[] expected = [.. shards[2][2..], .. shards[0][4..], .. shards[1][2..]];
         Assert.Equal(expected.Order(), further.Shards.SelectMany(s => s).Order());
+        AssertPiecesAreTheShards(further);
+        // The survivor's shard is four pieces of the epoch's plan (plan shard, from, to), in the order they were kept: worker 2's
+        // from its sample 2 on, workers 0's and 1's cut rounds (from sample 4 on), then worker 1's round 1 (samples 2 and 3).
+        Assert.Equal([2, 2, 10, 0, 4, 10, 1, 4, 10, 1, 2, 4], further.Pieces![0]);
         Assert.True(plan.PartTrained(22, 9.0));
         Assert.Equal(30, plan.EpochSamples);
+    }
+
+    /// <summary>
+    /// Asserts that each receiver's pieces of a further part (<see cref="PlannedPart.Pieces"/>), cut from the epoch's plan by the
+    /// worker as <see cref="DistTrain.Cluster.Protocol.AssignShard.Resolve"/> does from the coordinator's recipe, are its shard
+    /// exactly, and that the recipe's digest checks; also in the asynchronous modes' form (every slot's shard).
+    /// </summary>
+    private static void AssertPiecesAreTheShards(PlannedPart part)
+    {
+        var planner = Assert.IsType<ShardPlanner>(part.PlannedBy);
+        var pieces = Assert.IsType<int[][]>(part.Pieces);
+        foreach (var i in part.Receivers)
+        {
+            var recipe = new DistTrain.Cluster.Protocol.ShardRecipe(planner.SampleCount, planner.Workers, 0, planner.Seed, null, 0,
+                ShardPlanner.Digest(part.Shards[i]), [pieces[i]]);
+            Assert.Null(recipe.OutOfRange());
+            var message = new DistTrain.Cluster.Protocol.AssignShard(part.Epoch, [], part.BatchSize, part.FirstRound, Part: part.Part, Recipe: recipe);
+            Assert.Equal(part.Shards[i], message.Resolve(planner.SampleCount).SampleIndices);
+
+            var shared = recipe with { Position = i, SlotCount = part.Shards.Length, Digest = ShardPlanner.Digest(part.Shards), Pieces = pieces };
+            Assert.Null(shared.OutOfRange());
+            var resolved = (message with { Recipe = shared }).Resolve(planner.SampleCount);
+            Assert.Equal(part.Shards, resolved.Shards);
+            Assert.Equal(part.Shards[i], resolved.SampleIndices);
+        }
+    }
+
+    /// <summary>
+    /// Whatever losses, cuts and minibatches left a part ends with, over several further parts, the pieces of each further part
+    /// are its shards: 300 random epochs of 2 to 5 workers over 20 to 80 samples, with and without the global minibatch kept.
+    /// </summary>
+    [Fact]
+    public void The_pieces_of_every_further_part_are_its_shards_whatever_was_lost_and_when()
+    {
+        var random = new Random(11);
+        var furtherParts = 0;
+        for (var trial = 0; trial < 300; trial++)
+        {
+            var (workers, samples, batch) = (random.Next(2, 6), random.Next(20, 81), random.Next(1, 5));
+            var keepGlobalBatch = random.Next(2) == 0;
+            var settings = new EpochPlanSettings(new ShardPlanner(samples, workers, seed: trial), n => new ShardPlanner(samples, n, seed: trial),
+                BatchSizePerWorker: batch, GlobalBatchSize: keepGlobalBatch ? batch * workers : 0, FirstEpoch: 1, FirstRound: 0);
+            var plan = new EpochPlan(settings);
+            for (var i = 0; i < workers; i++) plan.AddWorker(i);
+            var part = plan.StartNextEpoch();
+            Assert.Null(part.Pieces);
+            while (plan.AliveCount > 1)
+            {
+                // A round inside the part: the workers alive lose one of them there; what each had before it is trained.
+                var round = random.Next(part.FirstRound, part.FirstRound + Math.Max(1, part.Rounds));
+                var lost = plan.AliveWorkers[random.Next(plan.AliveCount)];
+                Assert.True(plan.Lose(lost));
+                plan.WorkerRemoved(lost, round);
+                if (keepGlobalBatch) plan.PartCut(round);
+                if (!keepGlobalBatch && random.Next(3) == 0)
+                {
+                    // The asynchronous modes' report form: a minibatch of a worker alive that was never trained.
+                    var other = plan.AliveWorkers[random.Next(plan.AliveCount)];
+                    if (part.Batches[other] > round) plan.MinibatchesLeft([other], [part.Batches[other] - 1]);
+                }
+                if (round > part.FirstRound) plan.RoundApplied(round - 1);
+                if (plan.OrphanCount == 0) break;
+                part = plan.ContinueEpoch();
+                furtherParts++;
+                AssertPiecesAreTheShards(part);
+                Assert.Equal(0, plan.OrphanCount);
+                foreach (var shard in part.Shards) Assert.All(shard, index => Assert.InRange(index, 0, samples - 1));
+                Assert.Equal(part.Shards.Sum(s => s.Length), part.Shards.SelectMany(s => s).Distinct().Count());
+            }
+        }
+        Assert.True(furtherParts > 300, $"{furtherParts} further parts");
     }
 }

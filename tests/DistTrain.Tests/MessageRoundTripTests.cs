@@ -148,11 +148,13 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             new AssignShard(3, Indices(5_000), 64, FirstRound: 12, Rounds: 79, Part: 1),
             new AssignShard(3, Indices(2_000), 64, Shards: [Indices(2_000), Indices(1_999), []], StepsPerEpoch: 40, ScalingWorkers: 3),
             new AssignShard(3, [], 64, Rounds: 79, Recipe: new ShardRecipe(int.MaxValue, 200, 199, int.MinValue, [.. Enumerable.Range(56, 200)], 256, ulong.MaxValue)),
+            new AssignShard(3, [], 64, Rounds: 79, Part: 2, Recipe: new ShardRecipe(int.MaxValue, 200, 2, int.MinValue, null, 3, ulong.MaxValue,
+                [Indices(3 * 40), [], Indices(3 * 500)])),
         })
         {
             var encoded = Sys.Serialization.FindSerializerFor(message).ToBinary(message).LongLength;
             var bound = message.EncodedBytesAtMost();
-            Assert.InRange(bound, encoded, encoded + 64 + 5 * (2 + (message.Shards?.Length ?? 0)));
+            Assert.InRange(bound, encoded, encoded + 64 + 5 * (2 + (message.Shards?.Length ?? 0) + (message.Recipe?.Pieces?.Length ?? 0)));
         }
     }
 

@@ -8,7 +8,7 @@ using SerializationException = System.Runtime.Serialization.SerializationExcepti
 namespace DistTrain.Tests;
 
 /// <summary>
-/// An epoch's first part travels as a <see cref="ShardRecipe"/> from which each worker plans its shards itself
+/// The shards of a part travel as a <see cref="ShardRecipe"/> from which each worker plans them itself
 /// (<see cref="AssignShard.Resolve"/>): what it plans must be exactly the coordinator's plan, and a recipe it cannot follow,
 /// or a hostile one from the network, must stop it with an error that names the problem.
 /// </summary>
@@ -176,6 +176,86 @@ public class ShardRecipeTests() : TestKit(AkkaSettings.Serialization())
         string problem)
     {
         var message = new AssignShard(1, [], 16, Recipe: new ShardRecipe(samples, workers, position, Seed, slots, slotCount, 42));
+        var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
+        var error = Assert.Throws<SerializationException>(() => serializer.FromBinary(serializer.ToBinary(message), nameof(AssignShard)));
+        Assert.Contains($"is out of range: {problem}.", error.Message);
+    }
+
+    /// <summary>
+    /// A further part (the samples lost workers left) travels as pieces of the epoch's plan: the worker cuts them from the plan
+    /// in order, after a round trip through the serializer, in its own-shard form and in the asynchronous modes' form (a shard
+    /// per worker slot); EpochPlanTests checks that the coordinator's pieces are its shards.
+    /// </summary>
+    [Fact]
+    public void A_further_parts_pieces_round_trip_and_are_cut_from_the_epochs_plan_in_order()
+    {
+        var planner = new ShardPlanner(Samples, 3, Seed);
+        var plan = planner.Plan(2);
+        int[] own = [1, 10, 20, 0, 0, 5];
+        int[] expected = [.. plan[1][10..20], .. plan[0][..5]];
+        var message = new AssignShard(2, [], 16, FirstRound: 40, Part: 1,
+            Recipe: new ShardRecipe(Samples, 3, 0, Seed, null, 0, ShardPlanner.Digest(expected), [own]));
+        var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
+        var back = Assert.IsType<AssignShard>(serializer.FromBinary(serializer.ToBinary(message), nameof(AssignShard)));
+        Assert.Equal(own, Assert.Single(back.Recipe!.Pieces!));
+        var resolved = back.Resolve(Samples);
+        Assert.Equal(expected, resolved.SampleIndices);
+        Assert.Null(resolved.Shards);
+        Assert.Null(resolved.Recipe);
+        Assert.True(serializer.ToBinary(message).Length < 100);
+
+        // Slots 0 and 2 alive, slot 1 lost (no pieces): the worker in slot 2 gets every slot's shard, its own at its slot.
+        int[][] slots = [own, [], [2, 300, 333]];
+        int[][] shards = [expected, [], plan[2][300..333]];
+        var shared = message with { Recipe = new ShardRecipe(Samples, 3, 2, Seed, null, 3, ShardPlanner.Digest(shards), slots) };
+        var sharedBack = Assert.IsType<AssignShard>(serializer.FromBinary(serializer.ToBinary(shared), nameof(AssignShard))).Resolve(Samples);
+        Assert.Equal(shards, sharedBack.Shards!);
+        Assert.Equal(shards[2], sharedBack.SampleIndices);
+    }
+
+    [Fact]
+    public void A_piece_past_the_end_of_its_shard_here_stops_the_worker_naming_the_piece_and_the_fix()
+    {
+        // 1,000 samples over 3 shards: 334, 333, 333. A coordinator that cut 3 shards of 400 would name samples 300 to 340.
+        var message = new AssignShard(2, [], 16, Part: 1, Recipe: new ShardRecipe(Samples, 3, 0, Seed, null, 0, 42, [[2, 300, 340]]));
+        var error = Assert.Throws<ShardRecipeException>(() => message.Resolve(Samples));
+        Assert.Equal("Epoch 2: a piece of the parameter server's recipe (seed 5, 1,000 samples, 3 workers) takes samples 300 to 340 of shard 2, which " +
+            "holds 333 here. The nodes plan shards differently: run the same DistTrain version, on the same .NET runtime, on every node of the job.",
+            error.Message);
+        // In range, but not the coordinator's samples: the digest stops it.
+        Assert.Throws<ShardRecipeException>(() => (message with { Recipe = message.Recipe! with { Pieces = [[2, 300, 333]] } }).Resolve(Samples));
+    }
+
+    /// <summary>A further part's pieces from the network are range-checked as they are decoded: a hostile message cannot make a worker
+    /// build more indices than its training set holds, or read outside the plan.</summary>
+    [Theory]
+    [InlineData("two shards without slots", "Recipe.Pieces holds 2 shards for Recipe.SlotCount 0 (1 when 0, else as many, at most 256)")]
+    [InlineData("one shard for two slots", "Recipe.Pieces holds 1 shards for Recipe.SlotCount 2 (1 when 0, else as many, at most 256)")]
+    [InlineData("position past the shards", "Recipe.Position 1 is outside 0 to 0")]
+    [InlineData("slots beside pieces", "Recipe.Slots is set beside Recipe.Pieces")]
+    [InlineData("not triples", "Recipe.Pieces holds a shard that is not triples (plan shard, from, to)")]
+    [InlineData("shard outside the plan", "Recipe.Pieces names plan shard 3, outside 0 to 2")]
+    [InlineData("reversed", "Recipe.Pieces holds samples 20 to 10, outside 0 to 1000 or reversed")]
+    [InlineData("past the samples", "Recipe.Pieces holds samples 0 to 1001, outside 0 to 1000 or reversed")]
+    [InlineData("more than the samples", "Recipe.Pieces hold 1,200 samples in all, more than Recipe.SampleCount 1,000")]
+    public void A_further_parts_pieces_out_of_range_are_refused_as_they_are_decoded_naming_the_field(string form, string problem)
+    {
+        var valid = new ShardRecipe(Samples, 3, 0, Seed, null, 0, 42, [[0, 0, 10]]);
+        var recipe = form switch
+        {
+            "two shards without slots" => valid with { Pieces = [[0, 0, 10], []] },
+            "one shard for two slots" => valid with { SlotCount = 2 },
+            "position past the shards" => valid with { Position = 1 },
+            "slots beside pieces" => valid with { Slots = [0, 1, 2], SlotCount = 3, Pieces = [[], [], []] },
+            "not triples" => valid with { Pieces = [[0, 0, 10, 1]] },
+            "shard outside the plan" => valid with { Pieces = [[3, 0, 10]] },
+            "reversed" => valid with { Pieces = [[0, 20, 10]] },
+            "past the samples" => valid with { Pieces = [[0, 0, 1_001]] },
+            "more than the samples" => valid with { SlotCount = 2, Pieces = [[0, 0, 600], [1, 0, 600]] },
+            _ => throw new ArgumentOutOfRangeException(nameof(form)),
+        };
+        Assert.Null(new AssignShard(1, [], 16, Recipe: valid).OutOfRange());
+        var message = new AssignShard(1, [], 16, Recipe: recipe);
         var serializer = (SerializerWithStringManifest)Sys.Serialization.FindSerializerFor(message);
         var error = Assert.Throws<SerializationException>(() => serializer.FromBinary(serializer.ToBinary(message), nameof(AssignShard)));
         Assert.Contains($"is out of range: {problem}.", error.Message);

@@ -511,18 +511,25 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void SendPart(PlannedPart part)
     {
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
-        // An epoch's first part goes as a recipe that each worker plans its shards from: about 100 bytes per worker, where the
-        // indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they crossed.
-        var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even && even.Workers == part.Receivers.Length ? even : null;
+        // The shards go as a recipe that each worker plans them from: an epoch's first part in about 100 bytes per worker, where
+        // the indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they
+        // crossed; a further part as pieces of the epoch's plan, where the indices of millions of samples would not fit in a message.
+        var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even
+            && (part.Pieces is not null || even.Workers == part.Receivers.Length) ? even : null;
         var sharedDigest = planner is not null && part.SharedShards ? ShardPlanner.Digest(part.Shards) : 0;
         var shards = part.Receivers.Select((i, j) =>
         {
             var indices = new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
                 part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part);
             if (planner is null) return indices;
-            var recipe = part.SharedShards
-                ? new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, part.Receivers, part.Shards.Length, sharedDigest)
-                : new ShardRecipe(planner.SampleCount, planner.Workers, j, planner.Seed, null, 0, ShardPlanner.Digest(part.Shards[i]));
+            var (samples, workers, seed) = (planner.SampleCount, planner.Workers, planner.Seed);
+            var recipe = (part.Pieces, part.SharedShards) switch
+            {
+                (null, true) => new ShardRecipe(samples, workers, j, seed, part.Receivers, part.Shards.Length, sharedDigest),
+                (null, false) => new ShardRecipe(samples, workers, j, seed, null, 0, ShardPlanner.Digest(part.Shards[i])),
+                ({ } pieces, true) => new ShardRecipe(samples, workers, i, seed, null, part.Shards.Length, sharedDigest, pieces),
+                ({ } pieces, false) => new ShardRecipe(samples, workers, 0, seed, null, 0, ShardPlanner.Digest(part.Shards[i]), [pieces[i]]),
+            };
             return indices with { SampleIndices = [], Shards = null, Recipe = recipe };
         }).ToArray();
         // Checked before any is sent: a part is sent whole or not at all.

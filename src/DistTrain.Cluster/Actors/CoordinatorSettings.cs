@@ -41,9 +41,10 @@ namespace DistTrain.Cluster.Actors;
 /// frame (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>) less room for its envelope. A part whose shard message would be
 /// larger fails the job before any shard is sent, naming the fix, where Akka.Remote would drop the message and the job would
 /// wait until Training:StallTimeoutSeconds. 0 (single-node mode, whose messages stay in the process): no limit.</param>
-/// <param name="ShardRecipes">Cluster mode: the shards of an epoch's first part go as recipes (<see cref="Protocol.ShardRecipe"/>),
-/// about 100 bytes per worker, from which each worker plans them itself, instead of as sample indices (up to 5 bytes per
-/// sample) that the first step of each epoch would wait for. False (single-node mode): the indices, which stay in the process.</param>
+/// <param name="ShardRecipes">Cluster mode: the shards go as recipes (<see cref="Protocol.ShardRecipe"/>) from which each worker
+/// plans them itself, instead of as sample indices (up to 5 bytes per sample): an epoch's first part in about 100 bytes per
+/// worker, which the first step of each epoch waited for as indices, and a further part as pieces of the epoch's plan, whose
+/// indices could exceed Akka.Remote's frame. False (single-node mode): the indices, which stay in the process.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,

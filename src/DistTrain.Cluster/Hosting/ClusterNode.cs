@@ -26,14 +26,12 @@ namespace DistTrain.Cluster.Hosting;
 public static class ClusterNode
 {
     /// <summary>
-    /// Largest Akka.Remote frame, bytes: control messages only. The largest is a further part's shard (<see cref="Protocol.AssignShard"/>
-    /// with the samples lost workers left, and under Training:KeepGlobalBatch the survivors' untrained ones, up to 5 bytes per
-    /// sample index), so this bounds a worker's share of those at about
-    /// 3.3 million samples (in the asynchronous modes, whose message holds every share and the worker's own again, all of them
-    /// at about 3.3 million × W / (W + 1) for W workers); an epoch's first part goes as a recipe of about 100 bytes
-    /// (<see cref="Protocol.ShardRecipe"/>). The coordinator refuses a larger message with the fix
-    /// (<see cref="Actors.CoordinatorSettings.ShardMessageLimitBytes"/>). 4 MiB before 2026-12-06: a CSV of 1,000,000 rows
-    /// trained by one worker node stalled on its dropped shard message.
+    /// Largest Akka.Remote frame, bytes: control messages only. Shards (<see cref="Protocol.AssignShard"/>) used to be the largest,
+    /// at up to 5 bytes per sample index; in cluster mode they go as recipes (<see cref="Protocol.ShardRecipe"/>): about 100
+    /// bytes for an epoch's first part, and up to 15 bytes more per piece of the epoch's plan for a further part. The
+    /// coordinator refuses a larger shard message with the fix (<see cref="Actors.CoordinatorSettings.ShardMessageLimitBytes"/>).
+    /// 4 MiB before 2026-12-06: a CSV of 1,000,000 rows trained by one worker node stalled on its dropped shard message, sent
+    /// as indices then.
     /// </summary>
     public const long MaximumFrameSizeBytes = 16 * 1024 * 1024;
 

@@ -162,8 +162,9 @@ public static class ClusterProtocolInfo
     /// 16 MiB, ClusterNode.MaximumFrameSizeBytes, so a worker's shard of up to about 3.3 million samples crosses in one message,
     /// which a node of version 15, at 4 MiB, would refuse as too long a frame; 17: the shards of an epoch's first part travel as
     /// a recipe, AssignShard.Recipe, from which each worker plans them itself, and which a worker of version 16 would read as an
-    /// empty shard).</summary>
-    public const int Version = 17;
+    /// empty shard; 18: so do a further part's, as pieces of the epoch's plan, ShardRecipe.Pieces, which a worker of version 17 would
+    /// read as the first part's shard).</summary>
+    public const int Version = 18;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

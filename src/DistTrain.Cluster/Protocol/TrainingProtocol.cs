@@ -46,8 +46,10 @@ namespace DistTrain.Cluster.Protocol;
 /// part (<see cref="StartEpoch.Part"/>). Weights of a later part wait for its shard; weights of an earlier part are never
 /// trained on with this shard.</param>
 /// <param name="Recipe">When set, the worker plans its sample indices (and, in the asynchronous modes, every shard) itself from
-/// the recipe (<see cref="Resolve"/>), and <paramref name="SampleIndices"/> (empty) and <paramref name="Shards"/> (null) are not read. The coordinator sends the shards of an epoch's first part this way,
-/// about 100 bytes instead of up to 5 bytes per sample; the samples a lost worker left (a further part) travel as indices.</param>
+/// the recipe (<see cref="Resolve"/>), and <paramref name="SampleIndices"/> (empty) and <paramref name="Shards"/> (null) are not read. In
+/// cluster mode the coordinator sends every part this way: an epoch's first part in about 100 bytes instead of up to 5 bytes per
+/// sample, and a further part (the samples a lost worker left) as pieces of the epoch's plan (<see cref="ShardRecipe.Pieces"/>),
+/// a few bytes per piece.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -80,7 +82,7 @@ public sealed record AssignShard(
     /// <summary>
     /// An upper bound on this message's MessagePack encoding, bytes: every index at its own width (1 byte up to 127, 2 up to
     /// 255, 3 up to 65,535, else 5; MessagePack's int encodings), 5 bytes of header per array, 64 for the other fields, and a
-    /// recipe's (<see cref="ShardRecipe.FixedBytesAtMost"/> and its slots as indices).
+    /// recipe's (<see cref="ShardRecipe.FixedBytesAtMost"/>, its slots and its pieces as indices).
     /// </summary>
     public long EncodedBytesAtMost()
     {
@@ -92,7 +94,11 @@ public sealed record AssignShard(
         }
         var bytes = 64 + Bytes(SampleIndices);
         if (Shards is { } all) foreach (var shard in all) bytes += Bytes(shard);
-        if (Recipe is { } recipe) bytes += ShardRecipe.FixedBytesAtMost + (recipe.Slots is { } slots ? Bytes(slots) : 0);
+        if (Recipe is { } recipe)
+        {
+            bytes += ShardRecipe.FixedBytesAtMost + (recipe.Slots is { } slots ? Bytes(slots) : 0);
+            if (recipe.Pieces is { } pieces) foreach (var piece in pieces) bytes += Bytes(piece);
+        }
         return bytes;
     }
 
@@ -111,15 +117,16 @@ public sealed record AssignShard(
 
     /// <summary>
     /// This shard with its sample indices in place: itself when it carries them, else the shards planned from
-    /// <see cref="Recipe"/> (<see cref="ShardPlanner"/> over (samples, workers, seed) for <see cref="Epoch"/>), checked against the
-    /// recipe's digest.
+    /// <see cref="Recipe"/> (<see cref="ShardPlanner"/> over (samples, workers, seed) for <see cref="Epoch"/>, and for a further part
+    /// the recipe's pieces of that plan), checked against the recipe's digest.
     /// </summary>
     /// <param name="trainingSamples">The worker's training samples (after any limit and validation split).</param>
     /// <param name="planned">The recipe's planner's <c>Plan(Epoch)</c> when the caller has it already (planned ahead, see
-    /// <see cref="Training.ShardsAhead"/>): every shard when the recipe has slots, else at least the worker's own at its place.
-    /// Null, or one that lacks them, plans here. Checked against the digest either way.</param>
-    /// <exception cref="ShardRecipeException">The recipe is for another number of training samples, or the shards planned here
-    /// differ from the coordinator's (its digest does not match). The message names both sides and the fix.</exception>
+    /// <see cref="Training.ShardsAhead"/>): every shard when the recipe has slots or pieces, else at least the worker's own at its
+    /// place. Null, or one that lacks them, plans here. Checked against the digest either way.</param>
+    /// <exception cref="ShardRecipeException">The recipe is for another number of training samples, a piece reaches past the end of
+    /// its shard, or the shards planned here differ from the coordinator's (its digest does not match). The message names both
+    /// sides and the fix.</exception>
     public AssignShard Resolve(int trainingSamples, int[][]? planned = null)
     {
         if (Recipe is not { } recipe) return this;
@@ -129,6 +136,14 @@ public sealed record AssignShard(
                 "(Data:TrainLimit, Data:ValidationFraction), and run the same DistTrain version on each.");
         var planner = recipe.Planner;
         if (planned is not null && planned.Length != recipe.Workers) planned = null; // not this planner's: plan here
+        if (recipe.Pieces is { } pieces)
+        {
+            var whole = planned is not null && Array.TrueForAll(planned, shard => shard is not null) ? planned : planner.Plan(Epoch);
+            var assembled = new int[pieces.Length][];
+            for (var k = 0; k < pieces.Length; k++) assembled[k] = Assemble(whole, pieces[k], recipe);
+            CheckDigest(recipe, recipe.SlotCount > 0 ? ShardPlanner.Digest(assembled) : ShardPlanner.Digest(assembled[recipe.Position]));
+            return this with { SampleIndices = assembled[recipe.Position], Shards = recipe.SlotCount > 0 ? assembled : null, Recipe = null };
+        }
         if (recipe.Slots is not { } slots)
         {
             var own = planned?[recipe.Position] ?? planner.PlanShard(Epoch, recipe.Position);
@@ -143,6 +158,30 @@ public sealed record AssignShard(
         return this with { SampleIndices = plan[recipe.Position], Shards = shards, Recipe = null };
     }
 
+    /// <summary>The sample indices that <paramref name="pieces"/> (flat triples: plan shard, from, to) cut from <paramref name="plan"/>, in order.</summary>
+    private int[] Assemble(int[][] plan, int[] pieces, ShardRecipe recipe)
+    {
+        var length = 0;
+        for (var p = 0; p + 2 < pieces.Length; p += 3)
+        {
+            var (shard, from, to) = (pieces[p], pieces[p + 1], pieces[p + 2]);
+            if (to > plan[shard].Length)
+                throw new ShardRecipeException($"Epoch {Epoch}: a piece of the parameter server's recipe (seed {recipe.Seed}, {recipe.SampleCount:N0} " +
+                    $"samples, {recipe.Workers} workers) takes samples {from:N0} to {to:N0} of shard {shard}, which holds {plan[shard].Length:N0} here. " +
+                    "The nodes plan shards differently: run the same DistTrain version, on the same .NET runtime, on every node of the job.");
+            length += to - from;
+        }
+        var indices = new int[length];
+        var at = 0;
+        for (var p = 0; p + 2 < pieces.Length; p += 3)
+        {
+            var (shard, from, to) = (pieces[p], pieces[p + 1], pieces[p + 2]);
+            plan[shard].AsSpan(from, to - from).CopyTo(indices.AsSpan(at));
+            at += to - from;
+        }
+        return indices;
+    }
+
     private void CheckDigest(ShardRecipe recipe, ulong planned)
     {
         if (planned != recipe.Digest)
@@ -153,22 +192,28 @@ public sealed record AssignShard(
 }
 
 /// <summary>
-/// How a worker plans the shards of an epoch's first part itself (<see cref="AssignShard.Recipe"/>): the coordinator's
-/// <see cref="ShardPlanner"/>, even shares over <paramref name="SampleCount"/> samples for <paramref name="Workers"/> workers
-/// with <paramref name="Seed"/>, and where this worker's shard is in its plan.
+/// How a worker plans its shards itself (<see cref="AssignShard.Recipe"/>): the coordinator's <see cref="ShardPlanner"/> for the
+/// epoch's first part, even shares over <paramref name="SampleCount"/> samples for <paramref name="Workers"/> workers with
+/// <paramref name="Seed"/>; where this worker's shard is in its plan; and for a further part of the epoch, which pieces of that
+/// plan make up each shard (<paramref name="Pieces"/>).
 /// </summary>
 /// <param name="SampleCount">Training samples the plan covers: the worker's own training set must have as many.</param>
-/// <param name="Workers">Shards in the plan: the workers of the part.</param>
-/// <param name="Position">This worker's shard in the plan, 0 to <paramref name="Workers"/> − 1 (the worker's rank among the
-/// part's workers, not its worker index).</param>
+/// <param name="Workers">Shards in the plan: the workers of the epoch's first part.</param>
+/// <param name="Position">This worker's shard: without <paramref name="Pieces"/> its place in the plan, 0 to
+/// <paramref name="Workers"/> − 1 (the worker's rank among the part's workers, not its worker index); with them, the entry of
+/// <paramref name="Pieces"/> that is its own shard.</param>
 /// <param name="Seed">Training:Seed, which seeds each epoch's shuffle.</param>
 /// <param name="Slots">The asynchronous modes, where every worker gets every shard: the worker index of each shard of the plan, in
 /// plan order; null when the worker gets its own shard only.</param>
 /// <param name="SlotCount">With <paramref name="Slots"/>: worker slots of the job, the length of <see cref="AssignShard.Shards"/>
 /// (lost slots hold empty shards); 0 otherwise.</param>
 /// <param name="Digest"><see cref="ShardPlanner.Digest"/> of what the worker must plan: its own shard, or with
-/// <paramref name="Slots"/> every slot's shard in slot order. A worker whose plan differs stops the job with
-/// <see cref="ShardRecipeException"/> instead of training on other samples than the plan's.</param>
+/// <paramref name="Slots"/> (or pieces with a <paramref name="SlotCount"/>) every slot's shard in slot order. A worker whose plan
+/// differs stops the job with <see cref="ShardRecipeException"/> instead of training on other samples than the plan's.</param>
+/// <param name="Pieces">A further part of the epoch (the samples lost workers left): its shards as pieces of the plan, each a flat
+/// array of triples (plan shard, from, to) meaning <c>Plan(epoch)[shard][from..to]</c>, concatenated in order. One entry, the
+/// worker's own shard, when <paramref name="SlotCount"/> is 0; else one per worker slot (the asynchronous modes, where every worker
+/// gets every shard), with <paramref name="Slots"/> null. Null for an epoch's first part.</param>
 [MessagePackObject]
 public sealed record ShardRecipe(
     [property: Key(0)] int SampleCount,
@@ -177,15 +222,16 @@ public sealed record ShardRecipe(
     [property: Key(3)] int Seed,
     [property: Key(4)] int[]? Slots,
     [property: Key(5)] int SlotCount,
-    [property: Key(6)] ulong Digest)
+    [property: Key(6)] ulong Digest,
+    [property: Key(7)] int[][]? Pieces = null)
 {
     /// <summary>The coordinator's planner, as the recipe describes it.</summary>
     [IgnoreMember]
     public ShardPlanner Planner => new(SampleCount, Workers, Seed);
 
-    /// <summary>Bytes the recipe takes at most besides the <see cref="Slots"/> array: its header (1), four ints (5 each), the slot
-    /// count (up to 3 bytes below 65,536), the digest (9) and nil for no slots (1).</summary>
-    public const long FixedBytesAtMost = 34;
+    /// <summary>Bytes the recipe takes at most besides the <see cref="Slots"/> and <see cref="Pieces"/> arrays: its header (1), four ints
+    /// (5 each), the slot count (up to 3 bytes below 65,536), the digest (9), nil for no slots (1) and the pieces' array header (5).</summary>
+    public const long FixedBytesAtMost = 39;
 
     /// <summary>The first field out of its range, as <see cref="IRangeCheckedMessage.OutOfRange"/> words it; null when all are in range.</summary>
     public string? OutOfRange()
@@ -193,6 +239,7 @@ public sealed record ShardRecipe(
         const int most = Training.UpdatePolicy.MaxWorkers;
         if (SampleCount < 1) return $"Recipe.SampleCount {SampleCount} is below 1";
         if (Workers is < 1 or > most) return $"Recipe.Workers {Workers} is outside 1 to {most}";
+        if (Pieces is not null) return PiecesOutOfRange(Pieces);
         if (Position < 0 || Position >= Workers) return $"Recipe.Position {Position} is outside 0 to {Workers - 1}";
         if (Slots is null) return SlotCount == 0 ? null : $"Recipe.SlotCount {SlotCount} is not 0 without Recipe.Slots";
         if (SlotCount < Workers || SlotCount > most) return $"Recipe.SlotCount {SlotCount} is outside {Workers} to {most}";
@@ -205,6 +252,31 @@ public sealed record ShardRecipe(
             seen[slot] = true;
         }
         return null;
+    }
+
+    /// <summary>The first of <see cref="Pieces"/>' fields out of range: their count and <see cref="Position"/> among them, and each
+    /// piece within a shard of the plan and the training set; together at most <see cref="SampleCount"/> samples (a plan's
+    /// pieces never overlap), so a message cannot make a worker build more indices than its training set holds.</summary>
+    private string? PiecesOutOfRange(int[][] pieces)
+    {
+        const int most = Training.UpdatePolicy.MaxWorkers;
+        if (Slots is not null) return "Recipe.Slots is set beside Recipe.Pieces";
+        if (SlotCount == 0 ? pieces.Length != 1 : SlotCount > most || pieces.Length != SlotCount)
+            return $"Recipe.Pieces holds {pieces.Length} shards for Recipe.SlotCount {SlotCount} (1 when 0, else as many, at most {most})";
+        if (Position < 0 || Position >= pieces.Length) return $"Recipe.Position {Position} is outside 0 to {pieces.Length - 1}";
+        long samples = 0;
+        foreach (var piece in pieces)
+        {
+            if (piece is null || piece.Length % 3 != 0) return "Recipe.Pieces holds a shard that is not triples (plan shard, from, to)";
+            for (var p = 0; p < piece.Length; p += 3)
+            {
+                var (shard, from, to) = (piece[p], piece[p + 1], piece[p + 2]);
+                if (shard < 0 || shard >= Workers) return $"Recipe.Pieces names plan shard {shard}, outside 0 to {Workers - 1}";
+                if (from < 0 || from > to || to > SampleCount) return $"Recipe.Pieces holds samples {from} to {to}, outside 0 to {SampleCount} or reversed";
+                samples += to - from;
+            }
+        }
+        return samples > SampleCount ? $"Recipe.Pieces hold {samples:N0} samples in all, more than Recipe.SampleCount {SampleCount:N0}" : null;
     }
 }
 

@@ -51,11 +51,15 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
 /// <param name="SharedShards">Every receiver gets every shard (the asynchronous modes).</param>
 /// <param name="Part">Which part of the epoch: 0 for the first, counting up.</param>
 /// <param name="KeepGlobalBatch">A lost worker ends this part for every worker (Training:KeepGlobalBatch in a lock-step mode).</param>
-/// <param name="PlannedBy">An epoch's first part: the planner whose <c>Plan(Epoch)[j]</c> is the shard of <c>Receivers[j]</c>, from
-/// which a worker can plan its shard itself; null for a further part.</param>
+/// <param name="PlannedBy">The planner of the epoch's first part, from which a worker can plan its shard itself: in the first part
+/// <c>Plan(Epoch)[j]</c> is the shard of <c>Receivers[j]</c>; a further part's shards are pieces of that plan
+/// (<paramref name="Pieces"/>). Null for a part that only hands out the weights.</param>
+/// <param name="Pieces">A further part: by worker index, its shard as pieces of <c>PlannedBy.Plan(Epoch)</c>, flat triples
+/// (plan shard, from, to) each meaning <c>Plan(Epoch)[shard][from..to]</c>, in order; concatenated they are
+/// <paramref name="Shards"/>' entry. Null for an epoch's first part (its shards are whole shards of the plan).</param>
 public sealed record PlannedPart(int Epoch, int[][] Shards, int[] Receivers, int BatchSize, int Steps, int FirstRound, int Rounds,
     int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards, int Part, bool KeepGlobalBatch,
-    IShardPlanner? PlannedBy = null);
+    IShardPlanner? PlannedBy = null, int[][]? Pieces = null);
 
 /// <summary>
 /// The coordinator's epoch bookkeeping: which workers are alive and hold the epoch's weights, the shards of each part of
@@ -67,7 +71,10 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     private readonly List<bool> _alive = [];
     private readonly List<bool> _inEpoch = []; // sent this epoch's weights (a worker that joined mid-epoch has none yet)
     private readonly List<int> _orphans = [];  // samples of lost workers not yet trained on this epoch
+    private readonly List<int> _orphanPieces = []; // the same samples as pieces of the epoch's plan (PlannedPart.Pieces)
     private int[][] _shards = [];              // the current part's shards, by worker
+    private int[][] _pieces = [];              // the same shards as pieces of the epoch's plan, by worker
+    private IShardPlanner? _plannedBy;         // the planner of the epoch's first part
     private int[] _ends = [];                  // by worker: the round after its last minibatch still in the current part
     private int _part;                         // the current part's number within the epoch
     private int _firstRound;
@@ -138,7 +145,13 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         _batchSize = settings.BatchSizeFor(alive.Length);
         _steps = settings.BalancedStepsFor(alive.Length);
         _shards = [.. _alive.Select(_ => Array.Empty<int>())];
-        for (var j = 0; j < alive.Length; j++) _shards[alive[j]] = planned[j];
+        _pieces = [.. _alive.Select(_ => Array.Empty<int>())];
+        for (var j = 0; j < alive.Length; j++)
+        {
+            _shards[alive[j]] = planned[j];
+            _pieces[alive[j]] = [j, 0, planned[j].Length];
+        }
+        _plannedBy = planner;
         var batches = Batches(0);
         EpochSteps = Math.Max(1, batches.Max());
         for (var i = 0; i < _alive.Count; i++) _inEpoch[i] = _alive[i];
@@ -146,6 +159,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         _part = 0;
         _nextRound = startRound;
         _orphans.Clear();
+        _orphanPieces.Clear();
         EpochSamples = 0;
         EpochLossSum = 0;
         var resumable = alive.Length == settings.Planner.Workers && alive.Length == _alive.Count && _batchSize == settings.BatchSizePerWorker;
@@ -164,14 +178,20 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     {
         var alive = AliveWorkers;
         var orphans = _orphans.ToArray();
+        var orphanPieces = _orphanPieces.ToArray();
         _orphans.Clear();
+        _orphanPieces.Clear();
         _batchSize = settings.BatchSizeFor(alive.Length);
         _shards = [.. _alive.Select(_ => Array.Empty<int>())];
+        _pieces = [.. _alive.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++)
         {
             var from = (int)((long)orphans.Length * j / alive.Length);
             var to = (int)((long)orphans.Length * (j + 1) / alive.Length);
             _shards[alive[j]] = orphans[from..to];
+            var pieces = new List<int>();
+            AddPieces(orphanPieces, from, to, pieces);
+            _pieces[alive[j]] = [.. pieces];
         }
         var largest = (orphans.Length + alive.Length - 1) / alive.Length;
         _steps = Math.Max(1, (largest + _batchSize - 1) / _batchSize);
@@ -181,7 +201,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         foreach (var i in alive) _inEpoch[i] = true;
         _part++;
         return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, _firstRound, rounds, batches, _firstRound, EpochSteps, false, settings.SharedShards,
-            _part, KeepsGlobalBatch);
+            _part, KeepsGlobalBatch, _plannedBy, _pieces);
     }
 
     /// <summary>
@@ -194,6 +214,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     {
         var alive = AliveWorkers;
         _shards = [.. _alive.Select(_ => Array.Empty<int>())];
+        _pieces = [.. _alive.Select(_ => Array.Empty<int>())];
         _steps = 0;
         _firstRound = _nextRound + 1;
         _nextRound = _firstRound;
@@ -234,6 +255,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         if (index < 0 || index >= _shards.Length || firstUnusedRound < 0) return;
         KeepMinibatches(index, firstUnusedRound);
         _shards[index] = [];
+        _pieces[index] = [];
     }
 
     /// <summary>
@@ -255,7 +277,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         var plan = Minibatches(shard);
         var from = plan.Start(Math.Clamp(round - _firstRound, 0, plan.Count));
         var to = plan.Start(Math.Clamp(_ends[index] - _firstRound, 0, plan.Count));
-        if (from < to) _orphans.AddRange(shard[from..to]);
+        if (from < to) Keep(index, from, to);
         _ends[index] = round;
     }
 
@@ -269,7 +291,36 @@ public sealed class EpochPlan(EpochPlanSettings settings)
             var plan = Minibatches(shard);
             var minibatch = rounds[k] - _firstRound;
             if (minibatch < 0 || minibatch >= plan.Count) continue;
-            _orphans.AddRange(shard.AsSpan(plan.Start(minibatch), plan.Length(minibatch)).ToArray());
+            Keep(shards[k], plan.Start(minibatch), plan.Start(minibatch) + plan.Length(minibatch));
+        }
+    }
+
+    /// <summary>Keeps samples <paramref name="from"/> to <paramref name="to"/> (exclusive) of worker <paramref name="index"/>'s shard in
+    /// the current part for a further part, as indices and as pieces of the epoch's plan.</summary>
+    private void Keep(int index, int from, int to)
+    {
+        _orphans.AddRange(_shards[index].AsSpan(from, to - from));
+        AddPieces(_pieces[index], from, to, _orphanPieces);
+    }
+
+    /// <summary>
+    /// Appends to <paramref name="into"/> the pieces (flat triples: plan shard, from, to) that cover samples
+    /// <paramref name="from"/> to <paramref name="to"/> (exclusive) of the sequence that <paramref name="pieces"/> describe,
+    /// joining a piece to the last one when it continues it.
+    /// </summary>
+    private static void AddPieces(ReadOnlySpan<int> pieces, int from, int to, List<int> into)
+    {
+        var offset = 0; // of the current piece in the sequence
+        for (var p = 0; p + 2 < pieces.Length && offset < to; p += 3)
+        {
+            var (shard, start, end) = (pieces[p], pieces[p + 1], pieces[p + 2]);
+            var first = Math.Max(from, offset) - offset + start;
+            var last = Math.Min(to, offset + end - start) - offset + start;
+            offset += end - start;
+            if (first >= last) continue;
+            var n = into.Count;
+            if (n >= 3 && into[n - 3] == shard && into[n - 1] == first) into[n - 1] = last;
+            else into.AddRange([shard, first, last]);
         }
     }
 

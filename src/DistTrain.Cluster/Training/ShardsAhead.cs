@@ -8,7 +8,8 @@ namespace DistTrain.Cluster.Training;
 /// <see cref="AssignShard"/> arrives, while its first step waits. So after each epoch's recipe this class starts planning the
 /// next epoch on the thread pool with the same recipe (samples, workers, seed, the worker's place and slots), and the next
 /// recipe takes that plan when it matches (no worker was lost or joined in between); else, or when planning ahead failed, it
-/// plans as before. Either way the shards are checked against the recipe's digest (<see cref="AssignShard.Resolve"/>). It
+/// plans as before. A further part of an epoch (pieces of its plan, after a worker was lost) is planned here, and leaves the plan
+/// made ahead as it is. Either way the shards are checked against the recipe's digest (<see cref="AssignShard.Resolve"/>). It
 /// keeps the worker's own shard only, or every shard when the recipe has slots (the asynchronous modes). One per worker;
 /// not thread-safe.
 /// </summary>
@@ -27,6 +28,8 @@ public sealed class ShardsAhead
     public AssignShard Resolve(AssignShard shard, int trainingSamples)
     {
         if (shard.Recipe is not { } recipe) return shard;
+        // A further part's pieces may come from any shard of the plan, which this worker planned only its own of: plan here.
+        if (recipe.Pieces is not null) return shard.Resolve(trainingSamples);
         int[][]? planned = null;
         if (_next is { } next && next.Epoch == shard.Epoch && SamePlan(next.Recipe, recipe))
         {
