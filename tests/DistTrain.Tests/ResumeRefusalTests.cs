@@ -50,6 +50,50 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Contains($"{CheckpointResume.TrainDigestKey} = {data.Train.ContentDigest()}, the checkpoint's is 0123456789abcdef.", error.Message);
     }
 
+    /// <summary>
+    /// Each checkpoint records how its build shuffles shards (ShardPlanner.ReferenceDigest). One written by a build that shuffles
+    /// otherwise is refused within an epoch, whose rest would be cut from another order, naming both digests and the fix; at
+    /// an epoch's end it resumes with a line saying so. (The newest checkpoint is written again with another digest, as another
+    /// build would have written it.)
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_checkpoint_of_a_build_that_shuffles_otherwise_is_refused_within_an_epoch_and_resumed_at_its_end(bool withinEpoch)
+    {
+        await Run(Options(epochs: 1, resume: false, o => o.Checkpoint.EverySteps = 4)); // steps 4 and 8 of 10 within epoch 1
+        var store = new CheckpointStore(_directory, 10);
+        foreach (var path in store.List().Where(p => p.EndsWith("-r000000.safetensors", StringComparison.Ordinal) == withinEpoch)) File.Delete(path);
+        var newest = store.List()[0];
+        var here = Core.Data.ShardPlanner.ReferenceDigest;
+        Assert.Equal(here, TrainingCheckpoint.Read(newest, ModelLayout()).ShardShuffle);
+        var source = TrainingCheckpoint.Read(newest, ModelLayout());
+        new TrainingCheckpoint(source.Weights, source.OptimizerState, source.OptimizerKind, source.OptimizerSteps, source.Version, source.Epoch,
+            source.Round, source.ShardSeed, source.Workers, source.BatchSizePerWorker, source.EpochSamples, source.EpochLossSum, source.JobId,
+            source.OptimizerHyperparameters, source.Mode, source.TrainedAhead, source.TrainSamples)
+        {
+            DataSettings = source.DataSettings, ModelSettings = source.ModelSettings, RunEpochs = source.RunEpochs, ShardShuffle = "0123456789abcdef",
+        }.Write(newest, source.WrittenAt!.Value);
+        Assert.Equal("0123456789abcdef", TrainingCheckpoint.Read(newest, ModelLayout()).ShardShuffle);
+
+        var differs = $"Checkpoint {newest} was written by a build that shuffles each epoch's shards otherwise (ShardShuffle 0123456789abcdef, " +
+            $"this build's {here}: another DistTrain version or .NET runtime)";
+        if (withinEpoch)
+        {
+            var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(epochs: 2, resume: true)));
+            Assert.Equal($"{differs}, and it was written within epoch 1 (round 8), whose rest would be cut from another order: some samples " +
+                "trained twice, others never. Resume with the DistTrain version and .NET runtime that wrote it, or move the checkpoints written " +
+                "within an epoch (names ending in -r and a round other than 000000) out of the folder, so that the newest left is at an epoch's end.",
+                error.Message);
+            return;
+        }
+        var log = new List<string>();
+        var result = await Run(Options(epochs: 2, resume: true), log);
+        Assert.Contains($"{differs}. It was written at an epoch's end, so it resumes, and the next epochs use this build's order: every sample is " +
+            "still trained once per epoch, but the run will not repeat an uninterrupted one sample for sample.", log);
+        Assert.Equal(2, result.FinalEpoch.Epoch);
+    }
+
     public static TheoryData<string, string> ChangedDataOrder => new()
     {
         { "seed", "Training:Seed = 8, the checkpoint's is 7" },

@@ -146,6 +146,7 @@ public static class CheckpointResume
                     ? " and the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune); " +
                       "to go on with data changed on purpose, set Checkpoint:CheckTrainingData to false."
                     : "."));
+        CheckShardShuffle(checkpoint, search.Path!, log);
         CheckOptimizer(checkpoint, search.Path!, options, layout);
         var changes = checkpoint.HyperparameterChanges(options.ParameterServerOptimizer());
         if (changes.Count > 0)
@@ -166,6 +167,28 @@ public static class CheckpointResume
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, {AllEpochs(loop.Epochs)} trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
+    }
+
+    /// <summary>
+    /// A checkpoint written by a build that shuffles each epoch's shards otherwise (<see cref="TrainingCheckpoint.ShardShuffle"/>,
+    /// another DistTrain version or .NET runtime): within an epoch it is refused, since the rest of its epoch would be cut
+    /// from another order, training some samples twice and others never; at an epoch's end the next epochs are planned anew,
+    /// so it resumes, with a line that the run will not repeat an uninterrupted one sample for sample.
+    /// </summary>
+    /// <exception cref="CheckpointResumeException">Within an epoch, with another shuffle.</exception>
+    private static void CheckShardShuffle(TrainingCheckpoint checkpoint, string path, Action<string> log)
+    {
+        var here = Core.Data.ShardPlanner.ReferenceDigest;
+        if (checkpoint.ShardShuffle.Length == 0 || checkpoint.ShardShuffle == here) return;
+        var differs = $"Checkpoint {path} was written by a build that shuffles each epoch's shards otherwise (ShardShuffle {checkpoint.ShardShuffle}, " +
+            $"this build's {here}: another DistTrain version or .NET runtime)";
+        if (checkpoint.Round > 0)
+            throw new CheckpointResumeException($"{differs}, and it was written within epoch {checkpoint.Epoch} (round {checkpoint.Round}), whose " +
+                "rest would be cut from another order: some samples trained twice, others never. Resume with the DistTrain version and .NET " +
+                "runtime that wrote it, or move the checkpoints written within an epoch (names ending in -r and a round other than 000000) " +
+                "out of the folder, so that the newest left is at an epoch's end.");
+        log($"{differs}. It was written at an epoch's end, so it resumes, and the next epochs use this build's order: every sample " +
+            "is still trained once per epoch, but the run will not repeat an uninterrupted one sample for sample.");
     }
 
     /// <summary>

@@ -61,7 +61,10 @@ public sealed record ParameterShard(int Index, int Start, int End, int Trainable
     internal static TrainingCheckpoint WithContents(TrainingCheckpoint source, ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> state) =>
         new(weights, state, source.OptimizerKind, source.OptimizerSteps, source.Version, source.Epoch, source.Round, source.ShardSeed,
             source.Workers, source.BatchSizePerWorker, source.EpochSamples, source.EpochLossSum, source.JobId, source.OptimizerHyperparameters,
-            source.Mode, source.TrainedAhead, source.TrainSamples) { DataSettings = source.DataSettings, ModelSettings = source.ModelSettings, RunEpochs = source.RunEpochs };
+            source.Mode, source.TrainedAhead, source.TrainSamples)
+        {
+            DataSettings = source.DataSettings, ModelSettings = source.ModelSettings, RunEpochs = source.RunEpochs, ShardShuffle = source.ShardShuffle,
+        };
 }
 
 /// <summary>

@@ -150,6 +150,14 @@ public sealed class TrainingCheckpoint
     /// </summary>
     public int RunEpochs { get; init; }
 
+    /// <summary>
+    /// <see cref="Data.ShardPlanner.ReferenceDigest"/> of the build that wrote it (16 hex digits): how that build and its .NET
+    /// runtime shuffle each epoch's shards. A checkpoint within an epoch (<see cref="Round"/> &gt; 0) resumes that epoch's
+    /// plan, which only a build that shuffles alike can follow. Empty for a checkpoint that does not record it (written by an
+    /// earlier version).
+    /// </summary>
+    public string ShardShuffle { get; init; } = Data.ShardPlanner.ReferenceDigest;
+
     /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
     public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
 
@@ -385,6 +393,7 @@ public sealed class TrainingCheckpoint
         ["data_settings"] = DataSettings,
         ["model_settings"] = ModelSettings,
         ["run_epochs"] = Invariant(RunEpochs),
+        ["shard_shuffle"] = ShardShuffle,
     };
 
     /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
@@ -535,6 +544,7 @@ public sealed class TrainingCheckpoint
                 ModelSettings = metadata.GetValueOrDefault("model_settings", ""),
                 RunEpochs = metadata.ContainsKey("run_epochs") ? GetInt("run_epochs") : 0, // optional likewise
                 WrittenAt = WrittenAtOf(path, metadata), // optional likewise
+                ShardShuffle = metadata.GetValueOrDefault("shard_shuffle", ""), // optional likewise
             };
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
