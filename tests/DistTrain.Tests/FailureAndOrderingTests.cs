@@ -320,6 +320,28 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     /// <summary>
+    /// A further part whose pieces are still larger than the limit (here 110 bytes: an epoch's first part as a recipe takes at most
+    /// 108, the survivor's one piece about 120, and its indices more) fails the job at once, naming the pieces, their samples and the
+    /// fix, before any of the part's shards is sent.
+    /// </summary>
+    [Fact]
+    public async Task A_further_part_whose_pieces_exceed_the_limit_too_fails_the_job_naming_the_pieces_and_the_fix()
+    {
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("oversized-pieces", TraceDirectory(), dieAt: (1, 1));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(2, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
+            ShardMessageLimitBytes: 110, ShardRecipes: true);
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 2),
+            workers, observer, completion));
+        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => completion.Task.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Matches(@"^Epoch 1: worker [02]'s shard message would carry 1 piece of the epoch's plan \(1[0-9]{2} samples, whose indices would take more\), " +
+            @"up to 1[12][0-9] bytes, and one may take at most 110 bytes \(Akka.Remote's frame", failure.Message);
+        Assert.Contains("shared among its 2 workers", failure.Message);
+        Assert.Empty(observer.Epochs);
+    }
+
+    /// <summary>
     /// A shard message larger than Akka.Remote's frame (sample indices, where a part cannot go as a recipe) fails the job at
     /// once, naming the sizes and the fix, before any of the part's shards is sent. Akka.Remote drops such a message (an
     /// OversizedPayloadException in the log), and the job used to wait for Training:StallTimeoutSeconds: a CSV of 1,000,000

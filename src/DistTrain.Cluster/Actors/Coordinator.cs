@@ -513,7 +513,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
         // The shards go as a recipe that each worker plans them from: an epoch's first part in about 100 bytes per worker, where
         // the indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they
-        // crossed; a further part as pieces of the epoch's plan, where the indices of millions of samples would not fit in a message.
+        // crossed; a further part as pieces of the epoch's plan, where the indices of millions of samples would not fit in a message
+        // (or as indices when they take fewer bytes: in the asynchronous modes the minibatches lost workers left can be many small
+        // pieces, one per minibatch).
         var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even
             && (part.Pieces is not null || even.Workers == part.Receivers.Length) ? even : null;
         var sharedDigest = planner is not null && part.SharedShards ? ShardPlanner.Digest(part.Shards) : 0;
@@ -530,13 +532,14 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 ({ } pieces, true) => new ShardRecipe(samples, workers, i, seed, null, part.Shards.Length, sharedDigest, pieces),
                 ({ } pieces, false) => new ShardRecipe(samples, workers, 0, seed, null, 0, ShardPlanner.Digest(part.Shards[i]), [pieces[i]]),
             };
-            return indices with { SampleIndices = [], Shards = null, Recipe = recipe };
+            var planned = indices with { SampleIndices = [], Shards = null, Recipe = recipe };
+            return part.Pieces is null || planned.EncodedBytesAtMost() <= indices.EncodedBytesAtMost() ? planned : indices;
         }).ToArray();
         // Checked before any is sent: a part is sent whole or not at all.
         for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
         {
             if (shards[k].EncodedBytesAtMost() <= _settings.ShardMessageLimitBytes) continue;
-            Fail(new InvalidOperationException(TooLargeForOneMessage(shards[k], part.Receivers[k], part.Receivers.Length)));
+            Fail(new InvalidOperationException(TooLargeForOneMessage(shards[k], part.Receivers[k], part.Receivers.Length, part.SharedShards)));
             return;
         }
         for (var k = 0; k < shards.Length; k++) _workers[part.Receivers[k]].Tell(shards[k]);
@@ -546,17 +549,23 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     /// <summary>
     /// Why a part cannot start: worker <paramref name="worker"/>'s shard message is larger than Akka.Remote carries
-    /// (<see cref="CoordinatorSettings.ShardMessageLimitBytes"/>), with the ways out.
+    /// (<see cref="CoordinatorSettings.ShardMessageLimitBytes"/>), with the ways out. <paramref name="shared"/>: every worker gets
+    /// every shard (the asynchronous modes).
     /// </summary>
-    private string TooLargeForOneMessage(AssignShard shard, int worker, int receivers)
+    private string TooLargeForOneMessage(AssignShard shard, int worker, int receivers, bool shared)
     {
-        var indices = shard.SampleIndices.LongLength + (shard.Shards?.Sum(s => (long)s.Length) ?? 0);
+        var pieces = shard.Recipe?.Pieces;
+        var carried = pieces is null
+            ? string.Format(System.Globalization.CultureInfo.InvariantCulture, "{0:N0} sample indices",
+                shard.SampleIndices.LongLength + (shard.Shards?.Sum(s => (long)s.Length) ?? 0))
+            : $"{Counts.Of(pieces.Sum(p => p.Length / 3), "piece")} of the epoch's plan " +
+              $"({Counts.Of(pieces.Sum(p => Enumerable.Range(0, p.Length / 3).Sum(t => p[3 * t + 2] - p[3 * t + 1])), "sample")}, whose indices would take more)";
         var text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
-            "Epoch {0}: worker {1}'s shard message would carry {2:N0} sample indices, up to {3:N0} bytes, and one may take at most {4:N0} " +
+            "Epoch {0}: worker {1}'s shard message would carry {2}, up to {3:N0} bytes, and one may take at most {4:N0} " +
             "bytes (Akka.Remote's frame, less room for its envelope; Akka.Remote would drop it, and the job would wait until " +
             "Training:StallTimeoutSeconds). ",
-            shard.Epoch, worker, indices, shard.EncodedBytesAtMost(), _settings.ShardMessageLimitBytes);
-        return text + (shard.Shards is not null
+            shard.Epoch, worker, carried, shard.EncodedBytesAtMost(), _settings.ShardMessageLimitBytes);
+        return text + (shared
             ? $"In Training:Mode {_settings.Mode} every worker gets every shard, so more workers do not help: train in Training:Mode Sync or " +
               "LocalSgd (each worker then gets its own shard only) with enough workers, in single-node mode (disttrain train), or on fewer " +
               "samples (Data:TrainLimit)."

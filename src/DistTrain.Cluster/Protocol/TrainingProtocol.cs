@@ -47,9 +47,9 @@ namespace DistTrain.Cluster.Protocol;
 /// trained on with this shard.</param>
 /// <param name="Recipe">When set, the worker plans its sample indices (and, in the asynchronous modes, every shard) itself from
 /// the recipe (<see cref="Resolve"/>), and <paramref name="SampleIndices"/> (empty) and <paramref name="Shards"/> (null) are not read. In
-/// cluster mode the coordinator sends every part this way: an epoch's first part in about 100 bytes instead of up to 5 bytes per
-/// sample, and a further part (the samples a lost worker left) as pieces of the epoch's plan (<see cref="ShardRecipe.Pieces"/>),
-/// a few bytes per piece.</param>
+/// cluster mode the coordinator sends the parts that have samples this way: an epoch's first part in about 100 bytes instead of up to
+/// 5 bytes per sample, and a further part (the samples a lost worker left) as pieces of the epoch's plan
+/// (<see cref="ShardRecipe.Pieces"/>), a few bytes per piece, unless its indices take fewer bytes.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -126,7 +126,8 @@ public sealed record AssignShard(
     /// place. Null, or one that lacks them, plans here. Checked against the digest either way.</param>
     /// <exception cref="ShardRecipeException">The recipe is for another number of training samples, a piece reaches past the end of
     /// its shard, or the shards planned here differ from the coordinator's (its digest does not match). The message names both
-    /// sides and the fix.</exception>
+    /// sides and the fix. The recipe's fields must be in range (<see cref="OutOfRange"/>, which the serializer checks as it decodes
+    /// a message); out of range, they may throw other exceptions.</exception>
     public AssignShard Resolve(int trainingSamples, int[][]? planned = null)
     {
         if (Recipe is not { } recipe) return this;
@@ -254,9 +255,10 @@ public sealed record ShardRecipe(
         return null;
     }
 
-    /// <summary>The first of <see cref="Pieces"/>' fields out of range: their count and <see cref="Position"/> among them, and each
-    /// piece within a shard of the plan and the training set; together at most <see cref="SampleCount"/> samples (a plan's
-    /// pieces never overlap), so a message cannot make a worker build more indices than its training set holds.</summary>
+    /// <summary>The first of <see cref="Pieces"/>' fields out of range: their count and <see cref="Position"/> among them, each
+    /// piece's plan shard (0 to <see cref="Workers"/> − 1) and samples (within 0 to <see cref="SampleCount"/>; within the shard's
+    /// length is checked as the worker cuts it, <see cref="AssignShard.Resolve"/>); together at most <see cref="SampleCount"/>
+    /// samples (a plan's pieces never overlap), so a message cannot make a worker build more indices than its training set holds.</summary>
     private string? PiecesOutOfRange(int[][] pieces)
     {
         const int most = Training.UpdatePolicy.MaxWorkers;

@@ -56,7 +56,8 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
 /// (<paramref name="Pieces"/>). Null for a part that only hands out the weights.</param>
 /// <param name="Pieces">A further part: by worker index, its shard as pieces of <c>PlannedBy.Plan(Epoch)</c>, flat triples
 /// (plan shard, from, to) each meaning <c>Plan(Epoch)[shard][from..to]</c>, in order; concatenated they are
-/// <paramref name="Shards"/>' entry. Null for an epoch's first part (its shards are whole shards of the plan).</param>
+/// <paramref name="Shards"/>' entry. Null for an epoch's first part (its shards are whole shards of the plan) and for a part that
+/// only hands out the weights.</param>
 public sealed record PlannedPart(int Epoch, int[][] Shards, int[] Receivers, int BatchSize, int Steps, int FirstRound, int Rounds,
     int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards, int Part, bool KeepGlobalBatch,
     IShardPlanner? PlannedBy = null, int[][]? Pieces = null);
