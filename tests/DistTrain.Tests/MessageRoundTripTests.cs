@@ -47,7 +47,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2,
                 Shards: [[5, 1, 9], [2, 8]], StepsPerEpoch: 12, ScalingWorkers: 3, Part: 1,
                 // Slots null: a record compares an array by reference (ShardRecipeTests round-trips one with slots).
-                Recipe: new ShardRecipe(60_000, 3, 2, 7, null, 0, 0xfedcba9876543210)),
+                Recipe: new ShardRecipe(60_000, 3, 2, 7, null, 0, 0xfedcba9876543210), Epochs: 30),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false,
                 Part: 2, KeepGlobalBatch: true),
             nameof(WeightsUpdated) => new WeightsUpdated(3, 4, 17, tensor, sentTimestamp: 123_456_789, shard: 2, part: 1, endRound: 9),

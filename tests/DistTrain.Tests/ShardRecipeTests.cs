@@ -80,8 +80,14 @@ public class ShardRecipeTests() : TestKit(AkkaSettings.Serialization())
             Assert.Equal(planner.Plan(epoch)[position], ahead.Resolve(OwnShard(planner, epoch, position), Samples).SampleIndices);
             Assert.Equal(plannedAhead, ahead.PlannedAhead);
         }
+        Assert.Equal(10, ahead.PlanningEpoch);
         var indices = new AssignShard(9, [4, 2], 16);
         Assert.Same(indices, ahead.Resolve(indices, Samples)); // indices pass as they are
+
+        // The run's last epoch (AssignShard.Epochs): nothing is planned past it.
+        Assert.Equal(two.Plan(10)[1], ahead.Resolve(OwnShard(two, 10, 1) with { Epochs = 10 }, Samples).SampleIndices);
+        Assert.Equal(5, ahead.PlannedAhead);
+        Assert.Null(ahead.PlanningEpoch);
     }
 
     /// <summary>A plan given from elsewhere that does not fit the recipe (another worker count, or shards missing where the

@@ -522,7 +522,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var shards = part.Receivers.Select((i, j) =>
         {
             var indices = new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part);
+                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part, Epochs: _settings.Epochs);
             if (planner is null) return indices;
             var (samples, workers, seed) = (planner.SampleCount, planner.Workers, planner.Seed);
             var recipe = (part.Pieces, part.SharedShards) switch

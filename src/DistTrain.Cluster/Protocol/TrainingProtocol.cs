@@ -50,6 +50,8 @@ namespace DistTrain.Cluster.Protocol;
 /// cluster mode the coordinator sends the parts that have samples this way: an epoch's first part in about 100 bytes instead of up to
 /// 5 bytes per sample, and a further part (the samples a lost worker left) as pieces of the epoch's plan
 /// (<see cref="ShardRecipe.Pieces"/>), a few bytes per piece, unless its indices take fewer bytes.</param>
+/// <param name="Epochs">Training:Epochs of the run, the last epoch it plans (early stopping may end it sooner): a worker plans no
+/// shards ahead past it (<see cref="Training.ShardsAhead"/>). 0 when not given.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -62,7 +64,8 @@ public sealed record AssignShard(
     [property: Key(7)] int StepsPerEpoch = 0,
     [property: Key(8)] int ScalingWorkers = 0,
     [property: Key(9)] int Part = 0,
-    [property: Key(10)] ShardRecipe? Recipe = null) : IRangeCheckedMessage
+    [property: Key(10)] ShardRecipe? Recipe = null,
+    [property: Key(11)] int Epochs = 0) : IRangeCheckedMessage
 {
     /// <summary>How the shard is cut into minibatches; minibatch k runs in round <c>FirstRound + k</c>.</summary>
     public MinibatchPlan Minibatches() => MinibatchesOf(SampleIndices.Length);
@@ -113,6 +116,7 @@ public sealed record AssignShard(
         : StepsPerEpoch < 0 ? $"StepsPerEpoch {StepsPerEpoch} is below 0"
         : ScalingWorkers < 0 ? $"ScalingWorkers {ScalingWorkers} is below 0"
         : Part < 0 ? $"Part {Part} is below 0"
+        : Epochs < 0 ? $"Epochs {Epochs} is below 0"
         : Recipe?.OutOfRange();
 
     /// <summary>

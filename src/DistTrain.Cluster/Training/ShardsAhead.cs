@@ -20,8 +20,11 @@ public sealed class ShardsAhead
     /// <summary>Recipes resolved from a plan made ahead.</summary>
     public int PlannedAhead { get; private set; }
 
+    /// <summary>The 1-based epoch being planned ahead (or planned and not yet asked for); null for none.</summary>
+    public int? PlanningEpoch => _next?.Epoch;
+
     /// <summary><paramref name="shard"/> with its sample indices in place (<see cref="AssignShard.Resolve"/>), from the plan made
-    /// ahead when it fits; then starts planning the epoch after it.</summary>
+    /// ahead when it fits; then starts planning the epoch after it, unless that is past the run's last (<see cref="AssignShard.Epochs"/>).</summary>
     /// <param name="shard">The shard message as it arrived.</param>
     /// <param name="trainingSamples">The worker's training samples.</param>
     /// <exception cref="ShardRecipeException">As <see cref="AssignShard.Resolve"/>.</exception>
@@ -46,7 +49,7 @@ public sealed class ShardsAhead
         var resolved = shard.Resolve(trainingSamples, planned);
         if (planned is not null) PlannedAhead++;
         var following = shard.Epoch + 1;
-        _next = (following, recipe, Task.Run(() => Plan(recipe, following)));
+        if (shard.Epochs == 0 || following <= shard.Epochs) _next = (following, recipe, Task.Run(() => Plan(recipe, following)));
         return resolved;
     }
 
