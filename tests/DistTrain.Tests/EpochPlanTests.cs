@@ -172,4 +172,45 @@ public sealed class EpochPlanTests
         }
         Assert.True(furtherParts > 300, $"{furtherParts} further parts");
     }
+
+    /// <summary>
+    /// The coordinator's shard messages (<c>Coordinator.ShardMessages</c>) in the asynchronous modes, minibatches of 1: an
+    /// epoch's first part goes as a recipe with slots; the minibatches a lost worker left, reported one by one and alternating
+    /// between two shards, make one piece each, which would take more bytes than their indices, so that further part goes as
+    /// indices. Either way each worker gets every slot's shard.
+    /// </summary>
+    [Fact]
+    public void A_further_part_goes_as_indices_when_its_pieces_would_take_more_bytes()
+    {
+        var settings = new EpochPlanSettings(new ShardPlanner(60, 3, seed: 7), workers => new ShardPlanner(60, workers, seed: 7),
+            BatchSizePerWorker: 1, GlobalBatchSize: 0, FirstEpoch: 1, FirstRound: 0, SharedShards: true);
+        var plan = new EpochPlan(settings);
+        for (var i = 0; i < 3; i++) plan.AddWorker(i);
+        var first = plan.StartNextEpoch();
+        var firstMessages = DistTrain.Cluster.Actors.Coordinator.ShardMessages(first, scaling: 3, epochs: 2, recipes: true);
+        Assert.All(firstMessages, m => Assert.NotNull(m.Recipe!.Slots));
+        Assert.Equal(first.Shards, firstMessages[2].Resolve(60).Shards);
+
+        Assert.True(plan.Lose(2));
+        plan.WorkerRemoved(2, -1); // the parameter server hands the lost worker's minibatches out itself
+        // Ten minibatches of shards 0 and 1 (rounds 5 to 14) never trained, reported alternately.
+        plan.MinibatchesLeft([.. Enumerable.Range(0, 20).Select(k => k % 2)], [.. Enumerable.Range(0, 20).Select(k => 5 + k / 2)]);
+        var further = plan.ContinueEpoch();
+        Assert.Equal(20, further.Pieces!.Sum(p => p.Length / 3)); // one piece per minibatch: none continues the one before
+        AssertPiecesAreTheShards(further);
+        var messages = DistTrain.Cluster.Actors.Coordinator.ShardMessages(further, scaling: 2, epochs: 2, recipes: true);
+        Assert.Equal(2, messages.Length);
+        foreach (var (message, worker) in messages.Zip(further.Receivers))
+        {
+            Assert.Null(message.Recipe);
+            Assert.Equal(further.Shards, message.Shards);
+            Assert.Equal(further.Shards[worker], message.SampleIndices);
+            var asPieces = message with
+            {
+                SampleIndices = [], Shards = null, Recipe = new DistTrain.Cluster.Protocol.ShardRecipe(60, 3, worker, 7, null, 3,
+                    ShardPlanner.Digest(further.Shards), further.Pieces),
+            };
+            Assert.True(asPieces.EncodedBytesAtMost() > message.EncodedBytesAtMost(), "the pieces must be the larger form here");
+        }
+    }
 }

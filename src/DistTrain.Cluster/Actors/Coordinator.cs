@@ -510,19 +510,41 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// <summary>Sends each worker of the part its shard (every shard, in the asynchronous modes) and starts the part at the parameter server.</summary>
     private void SendPart(PlannedPart part)
     {
-        var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
-        // The shards go as a recipe that each worker plans them from: an epoch's first part in about 100 bytes per worker, where
-        // the indices take up to 5 bytes per sample and held the first step of every epoch back in cluster mode while they
-        // crossed; a further part as pieces of the epoch's plan, where the indices of millions of samples would not fit in a message
-        // (or as indices when they take fewer bytes: in the asynchronous modes the minibatches lost workers left can be many small
-        // pieces, one per minibatch).
-        var planner = _settings.ShardRecipes && part.PlannedBy is ShardPlanner { IsEven: true } even
+        var shards = ShardMessages(part, _settings.ScalingWorkersFor(part.Receivers.Length), _settings.Epochs, _settings.ShardRecipes);
+        // Checked before any is sent: a part is sent whole or not at all.
+        for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
+        {
+            if (shards[k].EncodedBytesAtMost() <= _settings.ShardMessageLimitBytes) continue;
+            Fail(new InvalidOperationException(TooLargeForOneMessage(shards[k], part.Receivers[k], part.Receivers.Length, part.SharedShards)));
+            return;
+        }
+        for (var k = 0; k < shards.Length; k++) _workers[part.Receivers[k]].Tell(shards[k]);
+        _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable,
+            part.Part, part.KeepGlobalBatch));
+    }
+
+    /// <summary>
+    /// The shard message of each of the part's receivers, in <see cref="PlannedPart.Receivers"/> order. With
+    /// <paramref name="recipes"/> (cluster mode) the shards go as a recipe that each worker plans them from: an epoch's first part
+    /// in about 100 bytes per worker, where the indices take up to 5 bytes per sample and held the first step of every epoch
+    /// back while they crossed; a further part as pieces of the epoch's plan, where the indices of millions of samples would not
+    /// fit in a message, or as indices when those take fewer bytes (in the asynchronous modes the minibatches lost workers left
+    /// can be many small pieces, one per minibatch). A part whose planner is not even, or that only hands out the weights, goes
+    /// as indices.
+    /// </summary>
+    /// <param name="part">The part as planned.</param>
+    /// <param name="scaling">Local SGD's scaling workers (<see cref="AssignShard.ScalingWorkers"/>).</param>
+    /// <param name="epochs">Training:Epochs (<see cref="AssignShard.Epochs"/>).</param>
+    /// <param name="recipes"><see cref="CoordinatorSettings.ShardRecipes"/>.</param>
+    internal static AssignShard[] ShardMessages(PlannedPart part, int scaling, int epochs, bool recipes)
+    {
+        var planner = recipes && part.PlannedBy is ShardPlanner { IsEven: true } even
             && (part.Pieces is not null || even.Workers == part.Receivers.Length) ? even : null;
         var sharedDigest = planner is not null && part.SharedShards ? ShardPlanner.Digest(part.Shards) : 0;
-        var shards = part.Receivers.Select((i, j) =>
+        return [.. part.Receivers.Select((i, j) =>
         {
             var indices = new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part, Epochs: _settings.Epochs);
+                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part, Epochs: epochs);
             if (planner is null) return indices;
             var (samples, workers, seed) = (planner.SampleCount, planner.Workers, planner.Seed);
             var recipe = (part.Pieces, part.SharedShards) switch
@@ -534,17 +556,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             };
             var planned = indices with { SampleIndices = [], Shards = null, Recipe = recipe };
             return part.Pieces is null || planned.EncodedBytesAtMost() <= indices.EncodedBytesAtMost() ? planned : indices;
-        }).ToArray();
-        // Checked before any is sent: a part is sent whole or not at all.
-        for (var k = 0; _settings.ShardMessageLimitBytes > 0 && k < shards.Length; k++)
-        {
-            if (shards[k].EncodedBytesAtMost() <= _settings.ShardMessageLimitBytes) continue;
-            Fail(new InvalidOperationException(TooLargeForOneMessage(shards[k], part.Receivers[k], part.Receivers.Length, part.SharedShards)));
-            return;
-        }
-        for (var k = 0; k < shards.Length; k++) _workers[part.Receivers[k]].Tell(shards[k]);
-        _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable,
-            part.Part, part.KeepGlobalBatch));
+        })];
     }
 
     /// <summary>
