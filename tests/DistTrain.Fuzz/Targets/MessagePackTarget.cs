@@ -90,6 +90,8 @@ public sealed class MessagePackTarget : IDisposable
                 object[] messages =
                 [
                     new AssignShard(a, i, a + 1), new StartEpoch(a, [actor, actor], i), new WeightsUpdated(a, a, b, f, b),
+                    new AssignShard(a + 1, [], a + 1, Recipe: new ShardRecipe(a + 1, 2, a % 2, a, [1, 0], 2, (ulong)b), Epochs: a),
+                    new AssignShard(a + 1, [], a + 1, Part: 1, Recipe: new ShardRecipe(a + 1, 2, 0, a, null, 0, (ulong)b, [[a % 2, 0, a / 2]])),
                     new GradientComputed(a, a, b, a, a, c, f, c, b), new RoundApplied(a, a, b, a, c, new RoundTiming(c, c, c, c), c),
                     new EpochCompleted(a, b, a, c), new Evaluate(b, a, a), new EvaluationResult(b, a, a, a, a, c), GetWeights.Instance,
                     new WeightsSnapshot(b, f), new RegisterWorker(a, s, s, a % 2 == 0, s), new WorkerAccepted(a, s, a, a, s, Round: a),
