@@ -785,11 +785,13 @@ public class ResumeTests : IDisposable
         Assert.Equal("The checkpoint resumed from was written in the middle of epoch 4 (round 13), whose minibatches were planned for 2 workers: the job " +
             "waits until 2 are ready (1 is now); it ends if they are not ready 600 s after it began waiting (Cluster:PauseTimeoutSeconds). Start worker " +
             "nodes until 2 are ready; to go on with fewer, resume from a checkpoint of an epoch's end instead, if Checkpoint:Keep left one (move the newer " +
-            "ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            "ones out of Checkpoint:Directory): the next epoch is planned for the workers there. (In Training:Mode Sync without Cluster:ShardNodes, " +
+            "fewer go on after Cluster:StartDelaySeconds.)",
             DistTrain.Cluster.Actors.JobHost.CheckpointWorkersWanted(4, 13, 2, 1, 600));
         Assert.Equal("The checkpoint resumed from was written in the middle of epoch 2 (round 1), whose minibatches were planned for 4 workers: the job " +
             "waits until 4 are ready (2 are now). Start worker nodes until 4 are ready; to go on with fewer, resume from a checkpoint of an epoch's end " +
-            "instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            "instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there. " +
+            "(In Training:Mode Sync without Cluster:ShardNodes, fewer go on after Cluster:StartDelaySeconds.)",
             DistTrain.Cluster.Actors.JobHost.CheckpointWorkersWanted(2, 1, 4, 2, 0));
     }
 }

@@ -474,6 +474,18 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var part = _plan.StartNextEpoch();
         _skippedRounds = 0;
         _observer.EpochStarted(part.Epoch, ObservedStepsPerEpoch(part), _settings.Planner.SampleCount);
+        if (part.Part > 0)
+        {
+            // Resumed within the epoch with fewer workers than its checkpoint's plan (EpochPlan.StartNextEpoch).
+            var left = part.Shards.Sum(shard => shard.Length);
+            _log.Warning(string.Format(System.Globalization.CultureInfo.InvariantCulture,
+                "Epoch {0} resumes at round {1} with {2} of the {3} workers its checkpoint was planned for: the {4} its plan had left from that " +
+                "round {5} to them, in {6} of up to {7} per worker{8}. Every sample is still trained once this epoch; the next epochs are planned " +
+                "for the workers alive.",
+                part.Epoch, part.FirstRound, part.Receivers.Length, _settings.Planner.Workers, Counts.Of(left, "sample"), left == 1 ? "goes" : "go",
+                Counts.Of(part.Steps, "step"), Counts.Of(part.BatchSize, "sample"), part.KeepGlobalBatch ? " (Training:KeepGlobalBatch)" : ""));
+            _observer.EpochStepsChanged(part.Epoch, part.FirstRound + part.Rounds);
+        }
         RestartClock();
         RunPart(part);
     }, $"epoch {_plan.Epoch + 1} starts");

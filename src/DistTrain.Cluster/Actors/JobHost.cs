@@ -762,11 +762,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// The warning of a resume from a mid-epoch checkpoint with fewer workers ready than its epoch was planned for: what it waits
     /// for, how long, and the two ways on (more workers, or an epoch-end checkpoint, which plans the next epoch for the workers there).
     /// </summary>
+    /// <summary>
+    /// True when a resume within an epoch may go on with fewer workers than that epoch was planned for: in Sync without shard
+    /// nodes (the other modes' parameter servers, and shard nodes, resume such an epoch only with its workers).
+    /// </summary>
+    private bool ResumesWithFewerWorkers => _options.Training.Mode == Core.Configuration.TrainingMode.Sync && !_options.Cluster.ShardNodes;
+
     internal static string CheckpointWorkersWanted(int epoch, int round, int planned, int ready, double pauseTimeoutSeconds) =>
         string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
             "were planned for {2} workers: the job waits until {2} are ready ({3} {4} now){5}. Start worker nodes until {2} are ready; to go on with fewer, " +
             "resume from a checkpoint of an epoch's end instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next " +
-            "epoch is planned for the workers there.",
+            "epoch is planned for the workers there. (In Training:Mode Sync without Cluster:ShardNodes, fewer go on after Cluster:StartDelaySeconds.)",
             epoch, round, planned, ready, ready == 1 ? "is" : "are",
             pauseTimeoutSeconds > 0 ? string.Format(CultureInfo.InvariantCulture, "; it ends if they are not ready {0:F0} s after it began waiting (Cluster:PauseTimeoutSeconds)", pauseTimeoutSeconds) : "");
 
@@ -809,20 +815,30 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         Timers.Cancel("start-now");
         var resumeFrom = _resumeFrom;
+        var planned = count; // the workers of the first epoch's plan
         if (resumeFrom is { Round: > 0 })
         {
             // A mid-epoch checkpoint: that epoch's shards were planned for the checkpoint's workers (the parameter server
             // writes such checkpoints only in epochs planned over all the job's workers at the configured minibatch).
             // Start with exactly as many, or the data order differs; more join at the next epoch. An epoch-boundary
-            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there.
-            if (count < resumeFrom.Workers)
+            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there. In Sync (without shard
+            // nodes), once Cluster:StartDelaySeconds has passed, fewer go on: the epoch's plan stays the checkpoint's, and what
+            // it had left from the checkpoint's round goes to the workers there (EpochPlan.StartNextEpoch).
+            planned = resumeFrom.Workers;
+            if (count < resumeFrom.Workers && waited && ResumesWithFewerWorkers)
+            {
+                _log.Warning("The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches were planned for {2} " +
+                    "workers, and {3} {4} ready after Cluster:StartDelaySeconds: the job goes on with {3}, which train the rest of that epoch's plan.",
+                    resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Workers, count, count == 1 ? "is" : "are");
+            }
+            else if (count < resumeFrom.Workers)
             {
                 if (!_waitingForCheckpointWorkers)
                     _log.Warning(CheckpointWorkersWanted(resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Workers, count, _options.Cluster.PauseTimeoutSeconds));
                 _waitingForCheckpointWorkers = true;
                 return;
             }
-            count = resumeFrom.Workers;
+            else count = resumeFrom.Workers;
         }
         _started = true;
         StopWaitingToStart();
@@ -831,11 +847,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // Indices given out already (a worker not ready yet, past a gap) count too: each may join later in a slot of its own.
         _shardWorkerSlots = RemoteShardSettings.WorkerSlotsFor(Math.Min(UpdatePolicy.MaxWorkers, Math.Max(workers.Length, _agentAt.Count)));
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
-        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
+        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, planned, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
-            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
+            GlobalBatchSize: loop.KeepGlobalBatch ? planned * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
             PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null,
             ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null,
             WorkerNodes: _nodeAt, ShardMessageLimitBytes: ClusterNode.MaximumFrameSizeBytes - AssignShard.EnvelopeAllowanceBytes, ShardRecipes: true);
@@ -848,7 +864,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom, _shardWorkerSlots,
                 _options.ParameterServerMonitoring()))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
-                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? planned : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
                 shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, parameterServer, workers, _workerSteps, completion), "coordinator");

@@ -135,12 +135,17 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         return true;
     }
 
-    /// <summary>Plans the next epoch over the workers alive: shards from the planner for their count (same seed).</summary>
+    /// <summary>
+    /// Plans the next epoch over the workers alive: shards from the planner for their count (same seed). The run's first
+    /// epoch, resumed within it (<see cref="EpochPlanSettings.FirstRound"/> &gt; 0) with fewer workers alive than its plan's
+    /// (<see cref="EpochPlanSettings.Planner"/>, the checkpoint's), goes on as <see cref="ResumeWithFewerWorkers"/> describes.
+    /// </summary>
     public PlannedPart StartNextEpoch()
     {
         var startRound = Epoch == settings.FirstEpoch - 1 ? settings.FirstRound : 0;
         Epoch++;
         var alive = AliveWorkers;
+        if (startRound > 0 && alive.Length < settings.Planner.Workers) return ResumeWithFewerWorkers(startRound);
         var planner = alive.Length == settings.Planner.Workers ? settings.Planner : settings.PlannerFor!(alive.Length);
         var planned = planner.Plan(Epoch);
         _batchSize = settings.BatchSizeFor(alive.Length);
@@ -166,6 +171,42 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         var resumable = alive.Length == settings.Planner.Workers && alive.Length == _alive.Count && _batchSize == settings.BatchSizePerWorker;
         return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, 0, EpochSteps, batches, startRound, EpochSteps, resumable, settings.SharedShards,
             _part, KeepsGlobalBatch, planner);
+    }
+
+    /// <summary>
+    /// An epoch resumed at round <paramref name="startRound"/> with fewer workers alive than its plan has shards: the plan is
+    /// the checkpoint's (<see cref="EpochPlanSettings.Planner"/>, at <see cref="EpochPlanSettings.BatchSizePerWorker"/>), whose
+    /// rounds before <paramref name="startRound"/> were trained before the interruption. Each shard's minibatches from that
+    /// round on, in shard order, are kept as a lost worker's would be, and go to the workers alive in a further part (part 1)
+    /// starting at <paramref name="startRound"/> itself, as after a loss with Training:KeepGlobalBatch (or at the workers'
+    /// minibatch without it). Every sample of the epoch is still trained once; a checkpoint inside that part does not resume
+    /// exactly (<see cref="PlannedPart.MidEpochResumable"/> false), so a second interruption resumes from the same checkpoint.
+    /// </summary>
+    private PlannedPart ResumeWithFewerWorkers(int startRound)
+    {
+        var planner = settings.Planner;
+        var planned = planner.Plan(Epoch);
+        _plannedBy = planner;
+        _orphans.Clear();
+        _orphanPieces.Clear();
+        var steps = 1;
+        for (var j = 0; j < planned.Length; j++)
+        {
+            var minibatches = MinibatchPlan.Fixed(planned[j].Length, settings.BatchSizePerWorker);
+            steps = Math.Max(steps, minibatches.Count);
+            var from = minibatches.Start(Math.Min(startRound, minibatches.Count));
+            _orphans.AddRange(planned[j].AsSpan(from));
+            if (from < planned[j].Length) _orphanPieces.AddRange([j, from, planned[j].Length]);
+        }
+        EpochSteps = steps;
+        _shards = [.. _alive.Select(_ => Array.Empty<int>())];
+        _pieces = [.. _alive.Select(_ => Array.Empty<int>())];
+        for (var i = 0; i < _alive.Count; i++) _inEpoch[i] = _alive[i];
+        _part = 0;
+        _nextRound = startRound - 1; // the further part starts at the checkpoint's round, which the parameter server resumes at
+        EpochSamples = 0;
+        EpochLossSum = 0;
+        return ContinueEpoch();
     }
 
     /// <summary>
