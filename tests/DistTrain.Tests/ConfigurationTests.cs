@@ -233,12 +233,13 @@ public class ConfigurationTests : IDisposable
         var error = Invalid(RepositoryConfig, new(ValidData)
         {
             ["Cluster:HeartbeatIntervalSeconds"] = "0", ["Cluster:AcceptableHeartbeatPauseSeconds"] = "0.1", ["Cluster:RemovalMarginSeconds"] = "-1",
-            ["Cluster:StartDelaySeconds"] = "601",
+            ["Cluster:StartDelaySeconds"] = "601", ["Cluster:ResumeWaitSeconds"] = "-1",
         });
         Assert.Contains("Cluster:HeartbeatIntervalSeconds = 0 (from a command-line option) is out of range: allowed [0.1, 60]", error.Message);
         Assert.Contains("Cluster:AcceptableHeartbeatPauseSeconds = 0.1 (from a command-line option) is out of range: allowed [0.5, 300]", error.Message);
         Assert.Contains("Cluster:RemovalMarginSeconds = -1 (from a command-line option) is out of range: allowed [0, 300]", error.Message);
         Assert.Contains("Cluster:StartDelaySeconds = 601 (from a command-line option) is out of range: allowed [0, 600]", error.Message);
+        Assert.Contains("Cluster:ResumeWaitSeconds = -1 (from a command-line option) is out of range: allowed [0, 604800]", error.Message);
     }
 
     /// <summary>

@@ -323,6 +323,14 @@ public sealed class ClusterOptions
     public double StartDelaySeconds { get; set; } = 1;
 
     /// <summary>
+    /// Seconds a job resumed from a checkpoint written within an epoch (or taken over from one) waits for as many workers as
+    /// that epoch was planned for, which resumes it exactly; then, in Training:Mode Sync without <see cref="ShardNodes"/>, it
+    /// goes on with the workers ready (at least <see cref="MinWorkers"/>), which train what the epoch's plan had left, each
+    /// sample once. In the other modes it waits for them until <see cref="PauseTimeoutSeconds"/>. 0 to 604,800. Default 30.
+    /// </summary>
+    public double ResumeWaitSeconds { get; set; } = 30;
+
+    /// <summary>
     /// Seconds a worker node waits for a parameter server to accept it before giving up: when it starts, and again
     /// after it lost the active parameter server and waits for a standby to take over. Default 120.
     /// </summary>

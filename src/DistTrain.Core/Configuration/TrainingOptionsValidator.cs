@@ -159,6 +159,7 @@ public static class TrainingOptionsValidator
         Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:StartDelaySeconds", options.Cluster.StartDelaySeconds, 0, 600);
+        Range("Cluster:ResumeWaitSeconds", options.Cluster.ResumeWaitSeconds, 0, 604_800);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
         Range("Cluster:AcceptableHeartbeatPauseSeconds", options.Cluster.AcceptableHeartbeatPauseSeconds, 0.5, 300);
         Range("Cluster:RemovalMarginSeconds", options.Cluster.RemovalMarginSeconds, 0, 300);
