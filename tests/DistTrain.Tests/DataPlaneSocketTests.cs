@@ -781,6 +781,51 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
+    /// A job resumed from a checkpoint written within epoch 2 by 3 workers, with Cluster:MinWorkers = 2 and only 2 workers ready:
+    /// in Sync the job host waits Cluster:ResumeWaitSeconds (here 2 s) for the third, saying so, then starts with the 2, and the
+    /// coordinator keeps the checkpoint's plan for the rest of epoch 2 (its line names the 3 workers the plan was for). The
+    /// workers are probes: the test ends once training has started.
+    /// </summary>
+    [Fact]
+    public async Task A_resume_within_an_epoch_short_of_its_workers_goes_on_with_fewer_after_the_resume_wait_in_sync()
+    {
+        var options = TestData.Options(TestData.Mlp(8, 10), workers: 3, batch: 50, epochs: 2);
+        options.Checkpoint = new Core.Configuration.CheckpointOptions { Directory = _owned.TemporaryDirectory("disttrain-resume-fewer-"), Keep = 10, EverySteps = 5 };
+        var data = TestData.Normalized();
+        await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout(); // 7 rounds an epoch: a checkpoint at epoch 2, round 3
+        // The run was interrupted there: the checkpoints written after it go.
+        foreach (var later in new CheckpointStore(options.Checkpoint.Directory, 10).List().TakeWhile(p => !p.Contains("-e0002-r000003", StringComparison.Ordinal)))
+            File.Delete(later);
+        options.Checkpoint.Resume = true;
+        options.Cluster.MinWorkers = 2;
+        options.Cluster.ResumeWaitSeconds = 2;
+        options.Cluster.StartDelaySeconds = 0; // the job host looks at once, and waits the resume wait from its start
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        // A system with the compute dispatcher the parameter server runs on, as a node has.
+        var system = _owned.Own(ActorSystem.Create("resume-fewer", AkkaSettings.Dispatchers(1).WithFallback(AkkaSettings.Serialization())));
+        var log = LogProbe<Warning>(system);
+        var host = system.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, data.Train.Count, data.Test.Count, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        for (var index = 0; index < 2; index++)
+        {
+            var (agent, accepted) = Register(host, options, identity);
+            Assert.Equal(index, accepted.WorkerIndex);
+            agent.Send(host, new WorkerReady(index, CreateTestProbe().Ref));
+            Connect(listener.Port).Send(Hello(index, parameterCount, accepted.DataToken!));
+        }
+        Assert.StartsWith("The checkpoint resumed from was written in the middle of epoch 2 (round 3), whose minibatches were planned for 3 workers: the " +
+            "job waits up to 2 s (Cluster:ResumeWaitSeconds) until 3 are ready (2 are now)", FishLog(log, "whose minibatches were planned", "the wait"));
+        Assert.Matches(@"^The checkpoint resumed from was written in the middle of epoch 2 \(round 3\), whose minibatches were planned for 3 workers, and 2 " +
+            @"are ready after ([2-9]|\d\d+) s \(Cluster:ResumeWaitSeconds\): the job goes on with 2, which train the rest of that epoch's plan\.$",
+            FishLog(log, "the job goes on with 2", "going on with fewer"));
+        Assert.StartsWith("Epoch 2 resumes at round 3 with 2 of the 3 workers its checkpoint was planned for: the 550 samples its plan had left",
+            FishLog(log, "Epoch 2 resumes", "the coordinator's plan"));
+        await system.Terminate();
+    }
+
+    /// <summary>
     /// A job host of a 784-10 model that waits for Cluster:MinWorkers = 2 workers for at most
     /// <paramref name="pauseTimeoutSeconds"/> seconds, with no worker registered yet.
     /// </summary>
