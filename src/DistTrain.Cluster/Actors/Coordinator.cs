@@ -583,7 +583,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             ? string.Format(System.Globalization.CultureInfo.InvariantCulture, "{0:N0} sample indices",
                 shard.SampleIndices.LongLength + (shard.Shards?.Sum(s => (long)s.Length) ?? 0))
             : $"{Counts.Of(pieces.Sum(p => p.Length / 3), "piece")} of the epoch's plan " +
-              $"({Counts.Of(pieces.Sum(p => Enumerable.Range(0, p.Length / 3).Sum(t => p[3 * t + 2] - p[3 * t + 1])), "sample")}, whose indices would take more)";
+              $"({Counts.Of(ShardRecipe.PieceSamples(pieces), "sample")}, whose indices would take more)";
         var text = string.Format(System.Globalization.CultureInfo.InvariantCulture,
             "Epoch {0}: worker {1}'s shard message would carry {2}, up to {3:N0} bytes, and one may take at most {4:N0} " +
             "bytes (Akka.Remote's frame, less room for its envelope; Akka.Remote would drop it, and the job would wait until " +

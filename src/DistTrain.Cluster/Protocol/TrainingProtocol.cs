@@ -270,7 +270,6 @@ public sealed record ShardRecipe(
         if (SlotCount == 0 ? pieces.Length != 1 : SlotCount > most || pieces.Length != SlotCount)
             return $"Recipe.Pieces holds {pieces.Length} shards for Recipe.SlotCount {SlotCount} (1 when 0, else as many, at most {most})";
         if (Position < 0 || Position >= pieces.Length) return $"Recipe.Position {Position} is outside 0 to {pieces.Length - 1}";
-        long samples = 0;
         foreach (var piece in pieces)
         {
             if (piece is null || piece.Length % 3 != 0) return "Recipe.Pieces holds a shard that is not triples (plan shard, from, to)";
@@ -279,10 +278,21 @@ public sealed record ShardRecipe(
                 var (shard, from, to) = (piece[p], piece[p + 1], piece[p + 2]);
                 if (shard < 0 || shard >= Workers) return $"Recipe.Pieces names plan shard {shard}, outside 0 to {Workers - 1}";
                 if (from < 0 || from > to || to > SampleCount) return $"Recipe.Pieces holds samples {from} to {to}, outside 0 to {SampleCount} or reversed";
-                samples += to - from;
             }
         }
+        var samples = PieceSamples(pieces);
         return samples > SampleCount ? $"Recipe.Pieces hold {samples:N0} samples in all, more than Recipe.SampleCount {SampleCount:N0}" : null;
+    }
+
+    /// <summary>Samples that <paramref name="pieces"/> (each a flat array of triples: plan shard, from, to) cover in all: the sum of
+    /// <c>to − from</c>. Trailing elements short of a triple are not counted.</summary>
+    public static long PieceSamples(IEnumerable<int[]> pieces)
+    {
+        ArgumentNullException.ThrowIfNull(pieces);
+        long samples = 0;
+        foreach (var piece in pieces)
+            for (var p = 0; p + 2 < piece.Length; p += 3) samples += (long)piece[p + 2] - piece[p + 1];
+        return samples;
     }
 }
 

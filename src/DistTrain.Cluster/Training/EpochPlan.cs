@@ -199,8 +199,6 @@ public sealed class EpochPlan(EpochPlanSettings settings)
             if (from < planned[j].Length) _orphanPieces.AddRange([j, from, planned[j].Length]);
         }
         EpochSteps = steps;
-        _shards = [.. _alive.Select(_ => Array.Empty<int>())];
-        _pieces = [.. _alive.Select(_ => Array.Empty<int>())];
         for (var i = 0; i < _alive.Count; i++) _inEpoch[i] = _alive[i];
         _part = 0;
         _nextRound = startRound - 1; // the further part starts at the checkpoint's round, which the parameter server resumes at
