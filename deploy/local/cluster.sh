@@ -20,15 +20,17 @@
 # first was, ends the nodes at once. SIGINT to one node (kill -INT PID)
 # stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
 # so and exits 130, as on Ctrl-C), a worker leaves it.
-# Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P (0 is off) the
+# Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P (0 is off; or
+# Metrics:Port in the config file) the
 # parameter server serves metrics on port P, worker i on port P + i and shard node k on P + WORKERS + k (each node needs its own port); a given
 # DISTTRAIN_Cluster__Port or DISTTRAIN_Cluster__DataPort among those ports, or the two equal, stops the script before
 # anything starts (exit code 2, naming both settings).
 # DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
 # parameter-shard, each with a free data port, logs shard-K.log), on which the parameter server places its shards; that
-# takes Training:Mode Sync (README). ShardNodes and
-# ParameterServerShards are read from the environment, not from the --config file; a --config file that sets ShardNodes to
-# true without the variable set stops the script before anything starts (exit code 2, naming the variables to set). A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
+# takes Training:Mode Sync (README). The --config file may set Cluster:ShardNodes, Cluster:ParameterServerShards and
+# Metrics:Port instead: the script reads them, as the nodes will, with `disttrain config` (the file, then the DISTTRAIN_
+# variables), which also checks the whole config before any node starts (a problem: exit code 2, naming it). A shard
+# node that ends before the job does ends the job: the parameter server fails it, naming the shard.
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -97,18 +99,9 @@ while [ "$i" -le $# ]; do
   i=$((i + 1))
 done
 
-shard_nodes=0
-shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
-# Cluster:ShardNodes set in the config file only: the parameter server would look for shard nodes that this script, which
-# reads the setting from the environment, never starts, and fail after Cluster:JoinTimeoutSeconds. Refused now, with the fix.
-if [ -z "$shard_nodes_setting" ] && [ -n "$config_file" ]; then
-  config_path="$config_file"; [[ "$config_path" == /* ]] || config_path="$caller/$config_path"
-  # A line commented out (// ..., which .NET's JSON configuration allows) does not count.
-  if [ -f "$config_path" ] && grep -viE '^[[:space:]]*//' "$config_path" 2>/dev/null | grep -qiE '"ShardNodes"[[:space:]]*:[[:space:]]*"?true"?'; then
-    echo "cluster.sh: $config_file sets Cluster:ShardNodes to true, and the script starts shard nodes only when the environment says so (it does not read the config file): run it as DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=K deploy/local/cluster.sh ..., with K the config's Cluster:ParameterServerShards, or set DISTTRAIN_Cluster__ShardNodes=false to train without shard nodes." >&2
-    exit 2
-  fi
-fi
+# Shard nodes: read from the environment here, to check the ports before anything is built; once the CLI is built, from
+# the config file and the environment together (disttrain config, below).
+shard_nodes=0; shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
 [ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
 # Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
 # names the value (rather than each of up to 99 shard nodes refusing it in turn).
@@ -119,17 +112,22 @@ if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [
 # metrics unless its caller gives it a DISTTRAIN_Metrics__Port of its own. Checked here, before anything is built,
 # installed or started, for the ports given, and again below once the run has picked free ports for those not given. A
 # value that is not a whole number is left to the nodes' config check.
-metrics_port=""
-metrics_nodes=$((workers + shard_nodes))  # the nodes with a metrics port after the parameter server's
-metrics_last="WORKERS"; [ "$shard_nodes" = 0 ] || metrics_last="WORKERS + SHARD_NODES"
-if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
-  metrics_port=$((10#$DISTTRAIN_Metrics__Port))
-  if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + metrics_nodes)) -gt 65535 ]; then
-    if [ "$shard_nodes" = 0 ]; then last="worker $workers"; else last="shard node $shard_nodes"; fi
-    echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give $last metrics port $((metrics_port + metrics_nodes)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k DISTTRAIN_Metrics__Port + WORKERS + k")). Set DISTTRAIN_Metrics__Port to at most $((65535 - metrics_nodes))." >&2
-    exit 2
+# metrics_ports: sets metrics_port (empty when off), metrics_nodes and metrics_last from DISTTRAIN_Metrics__Port and
+# shard_nodes, and exits 2 if the last node's port would pass 65535.
+metrics_ports() {
+  metrics_port=""
+  metrics_nodes=$((workers + shard_nodes))  # the nodes with a metrics port after the parameter server's
+  metrics_last="WORKERS"; [ "$shard_nodes" = 0 ] || metrics_last="WORKERS + SHARD_NODES"
+  if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
+    metrics_port=$((10#$DISTTRAIN_Metrics__Port))
+    if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + metrics_nodes)) -gt 65535 ]; then
+      if [ "$shard_nodes" = 0 ]; then last="worker $workers"; else last="shard node $shard_nodes"; fi
+      echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give $last metrics port $((metrics_port + metrics_nodes)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k DISTTRAIN_Metrics__Port + WORKERS + k")). Set DISTTRAIN_Metrics__Port to at most $((65535 - metrics_nodes))." >&2
+      exit 2
+    fi
   fi
-fi
+}
+metrics_ports
 # port_clash: prints nothing and succeeds when the run's ports known so far are all different; otherwise prints which
 # two settings share a port and what to change, and fails.
 port_clash() {
@@ -176,6 +174,15 @@ if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
+# The whole config, checked as the nodes will check it (the file, then the DISTTRAIN_ variables, then the options) before
+# any node starts; and the settings the script acts on, read the same way, so that a config file may set them too:
+# Cluster:ShardNodes and Cluster:ParameterServerShards (how many shard nodes to start) and Metrics:Port (each node's
+# metrics port is counted from it, as from DISTTRAIN_Metrics__Port).
+settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port) || exit
+{ read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$settings"
+shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
+[ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
+metrics_ports
 # The script checks its nodes every 0.1 s all through training. bash's loadable `sleep` (Debian's bash-builtins) waits
 # without starting a process, where each /usr/bin/sleep is a fork and an exec: about 6 ms of CPU each on a small VM, so
 # ten a second, with the forks of the script's own bash, took about 4% of a 2-core machine from the nodes

@@ -19,6 +19,7 @@ internal static class DistTrainCommandLine
             CompareCommand.Create(),
             BenchCommand.Create(),
             NodeCommand.Create(),
+            ConfigCommand.Create(),
         };
     }
 

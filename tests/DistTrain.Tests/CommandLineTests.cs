@@ -62,7 +62,7 @@ public class CommandLineTests : IDisposable
     [InlineData("export --onnx m.onnx", "disttrain export needs CHECKPOINT: a .safetensors file written by DistTrain")]
     [InlineData("export m.safetensors", "disttrain export needs --onnx FILE: the ONNX file to write")]
     [InlineData("inspect m.safetensors --filters", "--filters needs a value: it takes the PNG file to write")]
-    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, export, compare, bench, node")]
+    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, export, compare, bench, node, config")]
     [InlineData("compare", "disttrain compare needs RUNS: Run folders (each with the summary.json a training run wrote, or the epochs.csv of a run stopped before it).")]
     [InlineData("train -c c.json -o A --output B", "-o/--output is given 2 times ('A', 'B'); it takes one value: give it once.")]
     [InlineData("train -c a.json --config b.json", "-c/--config is given 2 times ('a.json', 'b.json'); it takes one value: give it once.")]

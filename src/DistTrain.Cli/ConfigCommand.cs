@@ -1,0 +1,145 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// <c>disttrain config</c>: the configuration a command would run with, from the config file, the <c>DISTTRAIN_*</c>
+/// environment variables and the options, checked as <c>train</c> and <c>node</c> check it (<see cref="TrainingOptionsLoader"/>).
+/// Without <c>--get</c> it prints every key as a config file (JSON) that loads back to the same settings; with
+/// <c>--get Section:Key</c> (repeatable) it prints each value on a line of its own, for scripts (as <c>git config --get</c>
+/// does). <c>deploy/local/cluster.sh</c> reads Cluster:ShardNodes and Cluster:ParameterServerShards this way.
+/// </summary>
+internal static class ConfigCommand
+{
+    /// <summary>
+    /// The settings as JSON: enums by name, and only the properties a config can set (the derived ones, such as
+    /// Checkpoint's <c>Enabled</c>, are left out, and so is Cluster:Secret, which is never printed).
+    /// </summary>
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // for a terminal or a script, not a web page
+        Converters = { new JsonStringEnumConverter() },
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OnlySettable } },
+    };
+
+    public static Command Create()
+    {
+        var config = CliOptions.File("--config", "JSON config, e.g. configs/fashion-mnist-mlp.json.", CliOptions.ConfigTakes, required: true, "-c");
+        var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory.", CliOptions.OutputTakes, "-o");
+        var get = new Option<string[]>("--get")
+        {
+            Description = "Print only this key's value (Section:Key, e.g. Cluster:ShardNodes; a list's item as Cluster:SeedNodes:0), one line each; repeatable.",
+            HelpName = "KEY",
+        };
+        var command = new Command("config", "Print the configuration a command would run with (config file, DISTTRAIN_ variables and options), checked; exit code 2 names its problems.")
+        {
+            config, data, output, get,
+        };
+        command.SetAction(parse =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
+            if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
+            TrainingOptions options;
+            try
+            {
+                options = TrainingOptionsLoader.Load(parse.GetValue(config)!.FullName, overrides, CliOptions.OptionOfKey);
+            }
+            catch (ConfigurationException e)
+            {
+                CliConsole.Fail("error", e.Message);
+                return 2;
+            }
+            var keys = parse.GetValue(get) ?? [];
+            if (keys.Length == 0)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(options, Json));
+                return 0;
+            }
+            var tree = JsonSerializer.SerializeToNode(options, Json)!;
+            var lines = new List<string>();
+            foreach (var key in keys)
+            {
+                var value = Value(tree, key);
+                if (value.Error is not null)
+                {
+                    CliConsole.Fail("error", value.Error);
+                    return 2;
+                }
+                lines.Add(value.Text!);
+            }
+            foreach (var line in lines) Console.Out.WriteLine(line);
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>One key's value as <c>--get</c> prints it, or why there is none.</summary>
+    /// <param name="Text">The value: a string as it is, a number in invariant form, <c>true</c>/<c>false</c>, an enum by
+    /// name, <c>null</c>, and a list or section as one line of JSON.</param>
+    /// <param name="Error">The problem with the key, naming the keys there are.</param>
+    internal sealed record KeyValue(string? Text, string? Error);
+
+    /// <summary>
+    /// The value of <paramref name="key"/> (<c>Section:Key</c>, any case, as configuration keys are; a list's item by its
+    /// index, <c>Cluster:SeedNodes:0</c>) in the settings <paramref name="tree"/> (<see cref="Json"/>'s form).
+    /// </summary>
+    internal static KeyValue Value(JsonNode tree, string key)
+    {
+        if (string.Equals(key, "Cluster:Secret", StringComparison.OrdinalIgnoreCase))
+            return new(null, "Cluster:Secret is never printed (it is the job's shared secret). Check that it is set with: test -n \"$DISTTRAIN_Cluster__Secret\".");
+        var node = tree;
+        var path = "";
+        foreach (var part in key.Split(':'))
+        {
+            var here = path.Length == 0 ? "the configuration" : path;
+            switch (node)
+            {
+                case JsonObject section:
+                    var match = section.FirstOrDefault(entry => string.Equals(entry.Key, part, StringComparison.OrdinalIgnoreCase));
+                    if (match.Key is null)
+                        return new(null, $"--get {key}: {here} has no key '{part}'. Its keys: {string.Join(", ", section.Select(entry => entry.Key))}.");
+                    node = match.Value;
+                    path = path.Length == 0 ? match.Key : $"{path}:{match.Key}";
+                    break;
+                case JsonArray list:
+                    if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index >= list.Count)
+                        return new(null, list.Count == 0
+                            ? $"--get {key}: {here} is an empty list; ask for {here} itself."
+                            : $"--get {key}: {here} is a list of {list.Count} item{(list.Count == 1 ? "" : "s")}; give an index from 0 to {list.Count - 1} after it, or ask for {here} itself.");
+                    node = list[index];
+                    path = $"{path}:{index}";
+                    break;
+                default:
+                    return new(null, $"--get {key}: {here} is a value, not a section; ask for {here}.");
+            }
+        }
+        return new(node switch
+        {
+            null => "null",
+            JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
+            JsonValue value => value.ToJsonString(),
+            _ => node.ToJsonString(),
+        }, null);
+    }
+
+    private static void OnlySettable(JsonTypeInfo type)
+    {
+        if (type.Kind != JsonTypeInfoKind.Object) return;
+        for (var i = type.Properties.Count - 1; i >= 0; i--)
+        {
+            if (type.Properties[i].Set is null) type.Properties.RemoveAt(i);
+            // A layer's keys that do not apply to its type bind as 0 (Stride of a Dense layer), and a 0 written out would be
+            // refused on reading: left out, they bind as 0 again.
+            else if (type.Type == typeof(DistTrain.Core.Models.LayerOptions)) type.Properties[i].ShouldSerialize = (_, value) => value is not (0 or 0f or 0d);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DistTrain.Cli;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// <c>disttrain config</c>: the settings a command would run with, printed as a config that loads back to the same
+/// settings, or one key at a time for scripts (<c>deploy/local/cluster.sh</c> reads its shard nodes and metrics port so).
+/// </summary>
+public class ConfigCommandTests
+{
+    private static string Repository => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
+
+    private static readonly Dictionary<string, string?> NoEnvironment = [];
+
+    public static TheoryData<string> CommittedConfigs()
+    {
+        var configs = new TheoryData<string>();
+        foreach (var path in Directory.GetFiles(Path.Combine(Repository, "configs"), "*.json", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+            configs.Add(Path.GetRelativePath(Repository, path));
+        return configs;
+    }
+
+    /// <summary>
+    /// The printed settings of every committed config load back, through the same loader and checks, to the same settings;
+    /// and they are the file's: a value the file sets is printed as set, a key it leaves out at its default.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(CommittedConfigs))]
+    public void The_printed_settings_of_every_committed_config_load_back_to_the_same_settings(string config)
+    {
+        var options = TrainingOptionsLoader.Load(Path.Combine(Repository, config), null, checkDataDirectory: false, environment: NoEnvironment);
+        var printed = JsonSerializer.Serialize(options, ConfigCommand.Json);
+        var file = Path.Combine(Directory.CreateTempSubdirectory("disttrain-config-").FullName, "printed.json");
+        try
+        {
+            File.WriteAllText(file, printed);
+            var reloaded = TrainingOptionsLoader.Load(file, null, checkDataDirectory: false, environment: NoEnvironment);
+            Assert.Equal(printed, JsonSerializer.Serialize(reloaded, ConfigCommand.Json));
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+        }
+        var source = JsonNode.Parse(File.ReadAllText(Path.Combine(Repository, config)), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip })!;
+        var tree = JsonNode.Parse(printed)!;
+        Assert.Equal(source["Training"]?["Epochs"]?.GetValue<int>() ?? new TrainingLoopOptions().Epochs, tree["Training"]!["Epochs"]!.GetValue<int>());
+        Assert.Equal(source["Model"]!["Layers"]!.AsArray().Count, tree["Model"]!["Layers"]!.AsArray().Count);
+        Assert.Equal((float?)source["Optimizer"]?["LearningRate"]?.GetValue<double>() ?? options.Optimizer.LearningRate, tree["Optimizer"]!["LearningRate"]!.GetValue<float>());
+    }
+
+    [Fact]
+    public void The_jobs_secret_is_never_printed()
+    {
+        const string secret = "a-secret-of-the-job-0123456789";
+        var options = TrainingOptionsLoader.Load(Path.Combine(Repository, "configs", "fashion-mnist-mlp.json"), null, checkDataDirectory: false,
+            environment: new Dictionary<string, string?> { ["DISTTRAIN_Cluster__Secret"] = secret });
+        Assert.Equal(secret, options.Cluster.Secret);
+        var printed = JsonSerializer.Serialize(options, ConfigCommand.Json);
+        Assert.DoesNotContain(secret, printed);
+        var value = ConfigCommand.Value(JsonNode.Parse(printed)!, "cluster:secret");
+        Assert.Null(value.Text);
+        Assert.StartsWith("Cluster:Secret is never printed", value.Error);
+    }
+
+    [Fact]
+    public void Get_finds_keys_in_any_case_and_list_items_by_index_and_names_the_keys_there_are_for_one_that_is_not()
+    {
+        var tree = JsonNode.Parse("""{"Cluster": {"ShardNodes": true, "Port": 4053, "SeedNodes": ["akka.tcp://disttrain@ps:4053"], "Empty": []},""" +
+            """ "Training": {"Mode": "Sync", "Rate": 0.05, "Name": null}}""")!;
+        Assert.Equal(new ConfigCommand.KeyValue("true", null), ConfigCommand.Value(tree, "cluster:shardnodes"));
+        Assert.Equal(new ConfigCommand.KeyValue("4053", null), ConfigCommand.Value(tree, "Cluster:Port"));
+        Assert.Equal(new ConfigCommand.KeyValue("akka.tcp://disttrain@ps:4053", null), ConfigCommand.Value(tree, "Cluster:SeedNodes:0"));
+        Assert.Equal(new ConfigCommand.KeyValue("[\"akka.tcp://disttrain@ps:4053\"]", null), ConfigCommand.Value(tree, "Cluster:SeedNodes"));
+        Assert.Equal(new ConfigCommand.KeyValue("Sync", null), ConfigCommand.Value(tree, "Training:Mode"));
+        Assert.Equal(new ConfigCommand.KeyValue("0.05", null), ConfigCommand.Value(tree, "Training:Rate"));
+        Assert.Equal(new ConfigCommand.KeyValue("null", null), ConfigCommand.Value(tree, "Training:Name"));
+        Assert.Equal("--get Cluster:Shards: Cluster has no key 'Shards'. Its keys: ShardNodes, Port, SeedNodes, Empty.",
+            ConfigCommand.Value(tree, "Cluster:Shards").Error);
+        Assert.Equal("--get Clusters: the configuration has no key 'Clusters'. Its keys: Cluster, Training.", ConfigCommand.Value(tree, "Clusters").Error);
+        Assert.Equal("--get Cluster:SeedNodes:1: Cluster:SeedNodes is a list of 1 item; give an index from 0 to 0 after it, or ask for Cluster:SeedNodes itself.",
+            ConfigCommand.Value(tree, "Cluster:SeedNodes:1").Error);
+        Assert.Equal("--get Cluster:SeedNodes:x: Cluster:SeedNodes is a list of 1 item; give an index from 0 to 0 after it, or ask for Cluster:SeedNodes itself.",
+            ConfigCommand.Value(tree, "Cluster:SeedNodes:x").Error);
+        Assert.Equal("--get Cluster:Empty:0: Cluster:Empty is an empty list; ask for Cluster:Empty itself.", ConfigCommand.Value(tree, "Cluster:Empty:0").Error);
+        Assert.Equal("--get Cluster:Port:1: Cluster:Port is a value, not a section; ask for Cluster:Port.", ConfigCommand.Value(tree, "Cluster:Port:1").Error);
+    }
+
+    /// <summary>The command itself: the file, then the DISTTRAIN_ variables, then the options, as train and node read them.</summary>
+    [Fact]
+    public async Task The_command_prints_the_settings_the_nodes_would_run_with_and_exits_2_naming_a_problem()
+    {
+        var config = Path.Combine(Repository, "configs", "fashion-mnist-mlp.json");
+        using (var get = new DistTrainProcess(["config", "-c", config, "--get", "Cluster:ShardNodes", "--get", "training:epochs", "--get", "Optimizer:LearningRate",
+                   "--get", "Output:Directory"], new Dictionary<string, string> { ["DISTTRAIN_Cluster__ShardNodes"] = "True", ["DISTTRAIN_Training__Epochs"] = "7" }))
+        {
+            Assert.True(await get.WaitAsync(TimeSpan.FromSeconds(60)) == 0, get.StandardError);
+            var lines = get.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var file = JsonNode.Parse(File.ReadAllText(config))!;
+            Assert.Equal(["true", "7", file["Optimizer"]!["LearningRate"]!.ToJsonString(), file["Output"]!["Directory"]!.GetValue<string>()], lines);
+        }
+        using (var all = new DistTrainProcess(["config", "--config", config, "--output", "elsewhere"]))
+        {
+            Assert.True(await all.WaitAsync(TimeSpan.FromSeconds(60)) == 0, all.StandardError);
+            var printed = JsonNode.Parse(all.StandardOutput)!;
+            Assert.Equal("elsewhere", printed["Output"]!["Directory"]!.GetValue<string>());
+            Assert.Equal(JsonNode.Parse(File.ReadAllText(config))!["Training"]!["Epochs"]!.GetValue<int>(), printed["Training"]!["Epochs"]!.GetValue<int>());
+        }
+        using (var bad = new DistTrainProcess(["config", "-c", config, "--get", "Cluster:ShardNodes"], new Dictionary<string, string> { ["DISTTRAIN_Training__Epochs"] = "0" }))
+        {
+            Assert.Equal(2, await bad.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Equal("", bad.StandardOutput);
+            Assert.Contains("Training:Epochs = 0 (from environment variable DISTTRAIN_Training__Epochs) is out of range", bad.StandardError);
+        }
+        using (var unknown = new DistTrainProcess(["config", "-c", config, "--get", "Cluster:ShardNodes", "--get", "Cluster:Shards"]))
+        {
+            Assert.Equal(2, await unknown.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Equal("", unknown.StandardOutput);
+            Assert.Contains("--get Cluster:Shards: Cluster has no key 'Shards'. Its keys: ", unknown.StandardError);
+        }
+    }
+}
