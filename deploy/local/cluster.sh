@@ -178,11 +178,20 @@ bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdn
 # any node starts; and the settings the script acts on, read the same way, so that a config file may set them too:
 # Cluster:ShardNodes and Cluster:ParameterServerShards (how many shard nodes to start) and Metrics:Port (each node's
 # metrics port is counted from it, as from DISTTRAIN_Metrics__Port).
-settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port) || exit
-{ read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$settings"
-shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
-[ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
-metrics_ports
+# A CLI_DLL of a build before `disttrain config` (a baseline of cluster-vs-single.sh, say) has no such command: the
+# script then reads them from the environment only, as it did then.
+config_errors=$(mktemp)
+if settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port 2> "$config_errors"); then
+  rm -f "$config_errors"
+  { read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$settings"
+  shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
+  [ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
+  metrics_ports
+elif code=$?; grep -q "^error: 'config' is not a command" "$config_errors"; then
+  rm -f "$config_errors"
+else
+  cat "$config_errors" >&2; rm -f "$config_errors"; exit "$code"
+fi
 # The script checks its nodes every 0.1 s all through training. bash's loadable `sleep` (Debian's bash-builtins) waits
 # without starting a process, where each /usr/bin/sleep is a fork and an exec: about 6 ms of CPU each on a small VM, so
 # ten a second, with the forks of the script's own bash, took about 4% of a 2-core machine from the nodes
