@@ -28,9 +28,9 @@
 # DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
 # parameter-shard, each with a free data port, logs shard-K.log), on which the parameter server places its shards; that
 # takes Training:Mode Sync (README). The --config file may set Cluster:ShardNodes, Cluster:ParameterServerShards and
-# Metrics:Port instead: the script reads them, as the nodes will, with `disttrain config` (the file, then the DISTTRAIN_
-# variables), which also checks the whole config before any node starts (a problem: exit code 2, naming it). A shard
-# node that ends before the job does ends the job: the parameter server fails it, naming the shard.
+# Metrics:Port instead: the script reads them as the parameter server will, with `disttrain config` (the file, then the
+# DISTTRAIN_ variables), which also runs the config loader's checks before any node starts (a problem: exit code 2,
+# naming it). A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -110,10 +110,11 @@ if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [
 # and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
 # P + i), and with shard nodes on to P + WORKERS + SHARD_NODES (shard node k's is P + WORKERS + k); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
 # metrics unless its caller gives it a DISTTRAIN_Metrics__Port of its own. Checked here, before anything is built,
-# installed or started, for the ports given, and again below once the run has picked free ports for those not given. A
-# value that is not a whole number is left to the nodes' config check.
+# installed or started, for the ports given, and again below once the run has picked free ports for those not given and
+# the config file's Metrics:Port and shard nodes are known (a clash then removes the run folder it made). A value that
+# is not a whole number is left to the nodes' config check.
 # metrics_ports: sets metrics_port (empty when off), metrics_nodes and metrics_last from DISTTRAIN_Metrics__Port and
-# shard_nodes, and exits 2 if the last node's port would pass 65535.
+# shard_nodes, and fails, saying so, if the last node's port would pass 65535.
 metrics_ports() {
   metrics_port=""
   metrics_nodes=$((workers + shard_nodes))  # the nodes with a metrics port after the parameter server's
@@ -123,11 +124,11 @@ metrics_ports() {
     if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + metrics_nodes)) -gt 65535 ]; then
       if [ "$shard_nodes" = 0 ]; then last="worker $workers"; else last="shard node $shard_nodes"; fi
       echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give $last metrics port $((metrics_port + metrics_nodes)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k DISTTRAIN_Metrics__Port + WORKERS + k")). Set DISTTRAIN_Metrics__Port to at most $((65535 - metrics_nodes))." >&2
-      exit 2
+      return 1
     fi
   fi
 }
-metrics_ports
+metrics_ports || exit 2
 # port_clash: prints nothing and succeeds when the run's ports known so far are all different; otherwise prints which
 # two settings share a port and what to change, and fails.
 port_clash() {
@@ -174,24 +175,6 @@ if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-# The whole config, checked as the nodes will check it (the file, then the DISTTRAIN_ variables, then the options) before
-# any node starts; and the settings the script acts on, read the same way, so that a config file may set them too:
-# Cluster:ShardNodes and Cluster:ParameterServerShards (how many shard nodes to start) and Metrics:Port (each node's
-# metrics port is counted from it, as from DISTTRAIN_Metrics__Port).
-# A CLI_DLL of a build before `disttrain config` (a baseline of cluster-vs-single.sh, say) has no such command: the
-# script then reads them from the environment only, as it did then.
-config_errors=$(mktemp)
-if settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port 2> "$config_errors"); then
-  rm -f "$config_errors"
-  { read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$settings"
-  shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
-  [ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
-  metrics_ports
-elif code=$?; grep -q "^error: 'config' is not a command" "$config_errors"; then
-  rm -f "$config_errors"
-else
-  cat "$config_errors" >&2; rm -f "$config_errors"; exit "$code"
-fi
 # The script checks its nodes every 0.1 s all through training. bash's loadable `sleep` (Debian's bash-builtins) waits
 # without starting a process, where each /usr/bin/sleep is a fork and an exec: about 6 ms of CPU each on a small VM, so
 # ten a second, with the forks of the script's own bash, took about 4% of a 2-core machine from the nodes
@@ -206,23 +189,41 @@ esac
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 given_port="${DISTTRAIN_Cluster__Port:-}" given_data_port="${DISTTRAIN_Cluster__DataPort:-}"
 source deploy/local/cluster-env.sh
+# This run's certificates and secret, for nodes that run in the caller's folder.
+for key in DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile DISTTRAIN_Cluster__CertificateKeyFile; do
+  [[ "${!key:-}" != "$RUN/"* ]] || export "$key=$repo/${!key}"
+done
+export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}"
+# The worker nodes share this machine's cores.
+export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
+# The config as the parameter server will read it (the file, then the DISTTRAIN_ variables, this run's among them, then
+# the options), checked by the same loader before any node starts (a problem: its message, no run folder left, and exit
+# code 2; the nodes check the rest, such as the data and the model's fit, as they start); and the settings the script
+# acts on, read the same way, so that a config file may set them too: Cluster:ShardNodes and
+# Cluster:ParameterServerShards (how many shard nodes to start) and Metrics:Port (each node's metrics port is counted
+# from it, as from DISTTRAIN_Metrics__Port). A CLI_DLL of a build before `disttrain config` (a baseline of
+# cluster-vs-single.sh, say) has no such command: the script then reads them from the environment only, as it did then.
+if settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port 2>&1); then
+  # The values are the last three lines (a warning of the loader's, on standard error, comes before them).
+  { read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$(tail -n 3 <<< "$settings")"
+  shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
+  [ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
+elif code=$?; grep -qE "^error: 'config' is not a command|Unrecognized command or argument 'config'" <<< "$settings"; then
+  echo "cluster.sh: CLI_DLL = ${CLI_DLL:-} has no 'disttrain config' command (a build before it): the script reads Cluster:ShardNodes, Cluster:ParameterServerShards and Metrics:Port from the DISTTRAIN_ variables only, not from the config file." >&2
+else
+  echo "$settings" >&2; rm -rf "${repo:?}/$RUN"; exit "$code"
+fi
+metrics_ports || { rm -rf "${repo:?}/$RUN"; exit 2; }
 # A free port picked for the parameter server (cluster-env.sh) may be its other one or a metrics port: it is picked again.
 for _ in $(seq 20); do
   ! clash=$(port_clash) || break
   [ -n "$given_port" ] || DISTTRAIN_Cluster__Port=$(bash deploy/local/free-port.sh)
   [ -n "$given_data_port" ] || DISTTRAIN_Cluster__DataPort=$(bash deploy/local/free-port.sh)
 done
-if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
+if ! clash=$(port_clash); then echo "$clash" >&2; rm -rf "${repo:?}/$RUN"; exit 2; fi
 export DISTTRAIN_Cluster__SeedNodes__0="akka.tcp://disttrain@127.0.0.1:${DISTTRAIN_Cluster__Port}"
-# This run's certificates and secret, for nodes that run in the caller's folder.
-for key in DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile DISTTRAIN_Cluster__CertificateKeyFile; do
-  [[ "${!key:-}" != "$RUN/"* ]] || export "$key=$repo/${!key}"
-done
 # A relative WORKER_WRAPPER that is a file in the caller's folder is that file; any other name is a command on the PATH.
 [ -z "${WORKER_WRAPPER:-}" ] || [[ "$WORKER_WRAPPER" == /* ]] || [ ! -e "$caller/$WORKER_WRAPPER" ] || WORKER_WRAPPER="$caller/$WORKER_WRAPPER"
-export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}"
-# The worker nodes share this machine's cores.
-export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
 
 # PIN_WORKERS: the CPUs this script may use (its affinity, which a container or cgroup may limit; not nproc, which
 # OMP_NUM_THREADS lowers), and worker i's block of DISTTRAIN_Compute__BlasThreads of them, in turn.
@@ -295,6 +296,8 @@ echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Clust
   for name in $(compgen -e); do
     case "${name^^}" in DISTTRAIN_METRICS__PORT|DISTTRAIN_CLUSTER__PORT) ;; DISTTRAIN_*) printf '  [%s]=%q\n' "$name" "${!name}" ;; esac
   done
+  # No metrics port unless the caller gives it one: the run's (from a variable or the config file) is the parameter server's.
+  [ -z "$metrics_port" ] || printf '  [DISTTRAIN_Metrics__Port]=0\n'
   printf '  [DISTTRAIN_Cluster__Port]=0\n)\n'
   echo "source $(printf %q "$repo/deploy/local/add-worker-env.sh")"
   printf 'exec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"

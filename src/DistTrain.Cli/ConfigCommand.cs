@@ -10,10 +10,11 @@ namespace DistTrain.Cli;
 
 /// <summary>
 /// <c>disttrain config</c>: the configuration a command would run with, from the config file, the <c>DISTTRAIN_*</c>
-/// environment variables and the options, checked as <c>train</c> and <c>node</c> check it (<see cref="TrainingOptionsLoader"/>).
+/// environment variables and the options, checked by the loader <c>train</c> and <c>node</c> use (<see cref="TrainingOptionsLoader"/>; the
+/// data, the model's fit and the node's ports, files and peers are checked as a command starts).
 /// Without <c>--get</c> it prints every key as a config file (JSON) that loads back to the same settings; with
 /// <c>--get Section:Key</c> (repeatable) it prints each value on a line of its own, for scripts (as <c>git config --get</c>
-/// does). <c>deploy/local/cluster.sh</c> reads Cluster:ShardNodes and Cluster:ParameterServerShards this way.
+/// does). <c>deploy/local/cluster.sh</c> reads Cluster:ShardNodes, Cluster:ParameterServerShards and Metrics:Port this way.
 /// </summary>
 internal static class ConfigCommand
 {
@@ -25,6 +26,7 @@ internal static class ConfigCommand
     {
         WriteIndented = true,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // for a terminal or a script, not a web page
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // a NaN a layer does not use binds, and is printed as "NaN"
         Converters = { new JsonStringEnumConverter() },
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OnlySettable } },
     };
@@ -83,8 +85,9 @@ internal static class ConfigCommand
     }
 
     /// <summary>One key's value as <c>--get</c> prints it, or why there is none.</summary>
-    /// <param name="Text">The value: a string as it is, a number in invariant form, <c>true</c>/<c>false</c>, an enum by
-    /// name, <c>null</c>, and a list or section as one line of JSON.</param>
+    /// <param name="Text">The value: a string as it is (as JSON if it holds a line break), a number as JSON writes it
+    /// (invariant, shortest round-trip form: <c>0.05</c>, <c>1E-05</c>), <c>true</c>/<c>false</c>, an enum by name,
+    /// <c>null</c>, and a list or section as one line of JSON.</param>
     /// <param name="Error">The problem with the key, naming the keys there are.</param>
     internal sealed record KeyValue(string? Text, string? Error);
 
@@ -96,6 +99,8 @@ internal static class ConfigCommand
     {
         if (string.Equals(key, "Cluster:Secret", StringComparison.OrdinalIgnoreCase))
             return new(null, "Cluster:Secret is never printed (it is the job's shared secret). Check that it is set with: test -n \"$DISTTRAIN_Cluster__Secret\".");
+        if (key.Split(':').Any(part => part.Length == 0))
+            return new(null, $"--get '{key}': a key is sections and a name joined by ':' with none of them empty, e.g. Cluster:ShardNodes.");
         var node = tree;
         var path = "";
         foreach (var part in key.Split(':'))
@@ -125,11 +130,14 @@ internal static class ConfigCommand
         return new(node switch
         {
             null => "null",
-            JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
+            // A string as it is, unless it holds a line break, which would end the line: then as JSON ("a\nb").
+            JsonValue value when value.GetValueKind() == JsonValueKind.String && value.GetValue<string>().IndexOfAny(['\n', '\r']) < 0 => value.GetValue<string>(),
             JsonValue value => value.ToJsonString(),
             _ => node.ToJsonString(),
         }, null);
     }
+
+    private static readonly DistTrain.Core.Models.LayerOptions LayerDefaults = new();
 
     private static void OnlySettable(JsonTypeInfo type)
     {
@@ -137,9 +145,14 @@ internal static class ConfigCommand
         for (var i = type.Properties.Count - 1; i >= 0; i--)
         {
             if (type.Properties[i].Set is null) type.Properties.RemoveAt(i);
-            // A layer's keys that do not apply to its type bind as 0 (Stride of a Dense layer), and a 0 written out would be
-            // refused on reading: left out, they bind as 0 again.
-            else if (type.Type == typeof(DistTrain.Core.Models.LayerOptions)) type.Properties[i].ShouldSerialize = (_, value) => value is not (0 or 0f or 0d);
+            // A layer's key at its default is left out: it binds to the default again, where some defaults, written out,
+            // would be refused (a Conv2D's Stride 0 means "not given", and a given 0 is out of range) or warned about (a
+            // key the layer's type does not use).
+            else if (type.Type == typeof(DistTrain.Core.Models.LayerOptions) && type.Properties[i].Get is { } get)
+            {
+                var byDefault = get(LayerDefaults);
+                type.Properties[i].ShouldSerialize = (_, value) => !Equals(value, byDefault);
+            }
         }
     }
 }

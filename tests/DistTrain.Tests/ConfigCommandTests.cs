@@ -23,32 +23,82 @@ public class ConfigCommandTests
         return configs;
     }
 
+    /// <summary>Every property, the derived ones too, at full precision: what the comparison of two loaded configs reads.</summary>
+    private static readonly JsonSerializerOptions Everything = new()
+    {
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Prints the settings of <paramref name="configPath"/> (with <paramref name="environment"/>), loads the printed
+    /// text back, and asserts that the two loads bound the same settings, every property compared.</summary>
+    private static JsonNode AssertPrintedLoadsBack(string configPath, Dictionary<string, string?> environment)
+    {
+        var options = TrainingOptionsLoader.Load(configPath, null, checkDataDirectory: false, environment: environment);
+        var printed = JsonSerializer.Serialize(options, ConfigCommand.Json);
+        var folder = Directory.CreateTempSubdirectory("disttrain-config-").FullName;
+        try
+        {
+            var file = Path.Combine(folder, "printed.json");
+            File.WriteAllText(file, printed);
+            var reloaded = TrainingOptionsLoader.Load(file, null, checkDataDirectory: false, environment: NoEnvironment);
+            Assert.Equal(JsonSerializer.Serialize(options, Everything), JsonSerializer.Serialize(reloaded, Everything));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        return JsonNode.Parse(printed)!;
+    }
+
     /// <summary>
-    /// The printed settings of every committed config load back, through the same loader and checks, to the same settings;
-    /// and they are the file's: a value the file sets is printed as set, a key it leaves out at its default.
+    /// The printed settings of every committed config load back, through the same loader and checks, to the same settings
+    /// (every property compared, at full precision); and they are the file's: a value the file sets is printed as set, a
+    /// key it leaves out at its default.
     /// </summary>
     [Theory]
     [MemberData(nameof(CommittedConfigs))]
     public void The_printed_settings_of_every_committed_config_load_back_to_the_same_settings(string config)
     {
-        var options = TrainingOptionsLoader.Load(Path.Combine(Repository, config), null, checkDataDirectory: false, environment: NoEnvironment);
-        var printed = JsonSerializer.Serialize(options, ConfigCommand.Json);
-        var file = Path.Combine(Directory.CreateTempSubdirectory("disttrain-config-").FullName, "printed.json");
+        var tree = AssertPrintedLoadsBack(Path.Combine(Repository, config), NoEnvironment);
+        var source = JsonNode.Parse(File.ReadAllText(Path.Combine(Repository, config)), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip })!;
+        Assert.Equal(source["Training"]?["Epochs"]?.GetValue<int>() ?? new TrainingLoopOptions().Epochs, tree["Training"]!["Epochs"]!.GetValue<int>());
+        Assert.Equal(source["Model"]!["Layers"]!.AsArray().Count, tree["Model"]!["Layers"]!.AsArray().Count);
+        Assert.Equal(source["Optimizer"]?["LearningRate"]?.GetValue<double>() ?? new DistTrain.Core.Optimization.OptimizerOptions().LearningRate, tree["Optimizer"]!["LearningRate"]!.GetValue<double>());
+    }
+
+    /// <summary>
+    /// A layer's setting at a value other than its default is printed, also 0 (a LeakyReLU's slope 0, which used to be left
+    /// out as if it were an unused key, and load back as the default 0.01); one at its default is left out (a Conv2D's Stride,
+    /// whose default 0 means "not given" and is refused when written out). A NaN in a key the layer does not use binds, and
+    /// is printed and read back as "NaN".
+    /// </summary>
+    [Fact]
+    public void Layer_settings_other_than_their_defaults_are_printed_and_those_at_their_defaults_left_out()
+    {
+        var folder = Directory.CreateTempSubdirectory("disttrain-config-layers-").FullName;
         try
         {
-            File.WriteAllText(file, printed);
-            var reloaded = TrainingOptionsLoader.Load(file, null, checkDataDirectory: false, environment: NoEnvironment);
-            Assert.Equal(printed, JsonSerializer.Serialize(reloaded, ConfigCommand.Json));
+            var config = Path.Combine(folder, "layers.json");
+            File.WriteAllText(config, """
+                { "Model": { "InputShape": [1, 28, 28], "Layers": [
+                    { "Type": "Conv2D", "Channels": 4, "KernelSize": 3, "Bias": false },
+                    { "Type": "LeakyReLU", "NegativeSlope": 0 },
+                    { "Type": "Flatten" },
+                    { "Type": "Dropout", "Rate": 0 },
+                    { "Type": "Dense", "Units": 10 } ] } }
+                """);
+            var tree = AssertPrintedLoadsBack(config, new() { ["DISTTRAIN_Model__Layers__4__Momentum"] = "NaN" });
+            var layers = tree["Model"]!["Layers"]!.AsArray();
+            Assert.Null(layers[0]!["Stride"]);
+            Assert.False(layers[0]!["Bias"]!.GetValue<bool>());
+            Assert.Equal(0, layers[1]!["NegativeSlope"]!.GetValue<double>());
+            Assert.Equal("NaN", layers[4]!["Momentum"]!.GetValue<string>());
         }
         finally
         {
-            Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+            Directory.Delete(folder, recursive: true);
         }
-        var source = JsonNode.Parse(File.ReadAllText(Path.Combine(Repository, config)), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip })!;
-        var tree = JsonNode.Parse(printed)!;
-        Assert.Equal(source["Training"]?["Epochs"]?.GetValue<int>() ?? new TrainingLoopOptions().Epochs, tree["Training"]!["Epochs"]!.GetValue<int>());
-        Assert.Equal(source["Model"]!["Layers"]!.AsArray().Count, tree["Model"]!["Layers"]!.AsArray().Count);
-        Assert.Equal((float?)source["Optimizer"]?["LearningRate"]?.GetValue<double>() ?? options.Optimizer.LearningRate, tree["Optimizer"]!["LearningRate"]!.GetValue<float>());
     }
 
     [Fact]
@@ -86,6 +136,9 @@ public class ConfigCommandTests
             ConfigCommand.Value(tree, "Cluster:SeedNodes:x").Error);
         Assert.Equal("--get Cluster:Empty:0: Cluster:Empty is an empty list; ask for Cluster:Empty itself.", ConfigCommand.Value(tree, "Cluster:Empty:0").Error);
         Assert.Equal("--get Cluster:Port:1: Cluster:Port is a value, not a section; ask for Cluster:Port.", ConfigCommand.Value(tree, "Cluster:Port:1").Error);
+        foreach (var empty in new[] { "", "Cluster:", ":Port", "Cluster::Port" })
+            Assert.Equal($"--get '{empty}': a key is sections and a name joined by ':' with none of them empty, e.g. Cluster:ShardNodes.", ConfigCommand.Value(tree, empty).Error);
+        Assert.Equal(new ConfigCommand.KeyValue("\"two\\nlines\"", null), ConfigCommand.Value(JsonNode.Parse("""{"Name": "two\nlines"}""")!, "name"));
     }
 
     /// <summary>The command itself: the file, then the DISTTRAIN_ variables, then the options, as train and node read them.</summary>
