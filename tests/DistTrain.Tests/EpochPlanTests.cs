@@ -103,6 +103,33 @@ public sealed class EpochPlanTests
     }
 
     /// <summary>
+    /// An epoch resumed at round 2 with 2 of the 3 workers its checkpoint was planned for, in the asynchronous modes' form:
+    /// the checkpoint's minibatches of later rounds already trained (round 3 of shard 0, round 4 of shard 2) are left out of
+    /// what the plan had left, so they are not trained twice, and the pieces are still exactly the shards (a left-out
+    /// minibatch splits its shard's rest in two pieces).
+    /// </summary>
+    [Fact]
+    public void An_epoch_resumed_with_fewer_workers_leaves_out_the_minibatches_its_checkpoint_trained_ahead()
+    {
+        // 30 samples over 3 workers, 10 each, in minibatches of 2: 5 rounds.
+        var planner = new ShardPlanner(30, 3, seed: 7);
+        var settings = new EpochPlanSettings(planner, workers => new ShardPlanner(30, workers, seed: 7),
+            BatchSizePerWorker: 2, GlobalBatchSize: 6, FirstEpoch: 1, FirstRound: 2, SharedShards: true, TrainedAhead: [(3, 0), (4, 2)]);
+        var plan = new EpochPlan(settings);
+        for (var i = 0; i < 2; i++) plan.AddWorker(i);
+
+        var part = plan.StartNextEpoch();
+
+        Assert.Equal((1, 1, 2), (part.Epoch, part.Part, part.FirstRound));
+        var planned = planner.Plan(1);
+        int[] expected = [.. planned[0][4..6], .. planned[0][8..10], .. planned[1][4..10], .. planned[2][4..8]];
+        Assert.Equal(expected.Order(), part.Shards.SelectMany(shard => shard).Order());
+        Assert.Equal(14, part.Shards.Sum(shard => shard.Length));
+        Assert.Equal([[0, 4, 6, 0, 8, 10, 1, 4, 7], [1, 7, 10, 2, 4, 8]], Assert.IsType<int[][]>(part.Pieces));
+        AssertPiecesAreTheShards(part);
+    }
+
+    /// <summary>
     /// Asserts that each receiver's pieces of a further part (<see cref="PlannedPart.Pieces"/>), cut from the epoch's plan by the
     /// worker as <see cref="DistTrain.Cluster.Protocol.AssignShard.Resolve"/> does from the coordinator's recipe, are its shard
     /// exactly, and that the recipe's digest checks; also in the asynchronous modes' form (every slot's shard).

@@ -50,6 +50,38 @@ internal static class SampleTraceLog
         return applied;
     }
 
+    /// <summary>
+    /// Every applied minibatch of an Async run, in the order of the parameter server's steps. There a step applies one
+    /// worker's gradient, on the version it was applied to, and a worker has one minibatch in flight, so each worker's steps
+    /// pair with its minibatch lines in order (<see cref="DistTrain.Cluster.Metrics.SampleTrace"/>).
+    /// </summary>
+    public static List<AppliedMinibatch> AppliedAsync(string directory)
+    {
+        var computed = new Dictionary<int, Queue<(int Epoch, int Round, int[] Samples)>>();
+        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
+            foreach (var fields in Lines(file))
+            {
+                var worker = Int(fields[3]);
+                if (!computed.TryGetValue(worker, out var queue)) computed[worker] = queue = new();
+                queue.Enqueue((Int(fields[0]), Int(fields[1]), fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray()));
+            }
+        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
+        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var applied = new List<AppliedMinibatch>();
+        foreach (var fields in Lines(stepFiles[0]))
+        {
+            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
+            var worker = Assert.Single(fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int));
+            (int Epoch, int Round, int[] Samples) minibatch = default;
+            Assert.True(computed.TryGetValue(worker, out var queue) && queue.TryDequeue(out minibatch),
+                $"the step on version {version} (epoch {epoch}, round {round}) applied worker {worker}'s gradient, but that worker recorded no minibatch left for it");
+            Assert.True((minibatch.Epoch, minibatch.Round) == (epoch, round),
+                $"worker {worker}'s next minibatch is epoch {minibatch.Epoch} round {minibatch.Round}, the step on version {version} epoch {epoch} round {round}");
+            applied.Add(new AppliedMinibatch(epoch, round, version, worker, minibatch.Samples));
+        }
+        return applied;
+    }
+
     /// <summary>Asserts that epochs 1 to <paramref name="epochs"/> each trained on samples 0 to <paramref name="sampleCount"/> − 1 exactly once.</summary>
     /// <param name="laterEpochsUnfinished">Allow steps of later epochs (a job ended mid-epoch); they are not checked.</param>
     /// <returns>The samples per epoch, for further checks.</returns>

@@ -483,7 +483,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 "round {5} to them, in {6} of up to {7} per worker{8}. Every sample is still trained once this epoch; the next epochs are planned " +
                 "for the workers alive.",
                 part.Epoch, part.FirstRound, part.Receivers.Length, _settings.Planner.Workers, Counts.Of(left, "sample"), left == 1 ? "goes" : "go",
-                Counts.Of(part.Steps, "step"), Counts.Of(part.BatchSize, "sample"), part.KeepGlobalBatch ? " (Training:KeepGlobalBatch)" : ""));
+                Counts.Of(part.Steps, "step"), Counts.Of(part.BatchSize, "sample"), _settings.GlobalBatchSize > 0 ? " (Training:KeepGlobalBatch)" : ""));
             _observer.EpochStepsChanged(part.Epoch, part.FirstRound + part.Rounds);
         }
         RestartClock();

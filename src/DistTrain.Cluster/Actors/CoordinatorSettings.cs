@@ -45,11 +45,14 @@ namespace DistTrain.Cluster.Actors;
 /// plans them itself, instead of as sample indices (up to 5 bytes per sample): an epoch's first part in about 100 bytes per
 /// worker, which the first step of each epoch waited for as indices, and a further part as pieces of the epoch's plan, whose
 /// indices could exceed Akka.Remote's frame. False (single-node mode): the indices, which stay in the process.</param>
+/// <param name="TrainedAhead">The resumed checkpoint's minibatches (round, shard) at or after <paramref name="FirstRound"/> already
+/// trained (the asynchronous modes: <see cref="Core.Checkpoints.TrainingCheckpoint.TrainedAhead"/>); null or empty for none.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
     TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0, string? EarlyStoppingDirectory = null,
-    IReadOnlyDictionary<int, string>? WorkerNodes = null, long ShardMessageLimitBytes = 0, bool ShardRecipes = false)
+    IReadOnlyDictionary<int, string>? WorkerNodes = null, long ShardMessageLimitBytes = 0, bool ShardRecipes = false,
+    IReadOnlyList<(int Round, int Shard)>? TrainedAhead = null)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;
@@ -59,7 +62,7 @@ public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, ISh
 
     /// <summary>The settings of the epoch plan.</summary>
     public EpochPlanSettings PlanSettings => new(Planner, PlannerFor, BatchSizePerWorker, GlobalBatchSize, FirstEpoch, FirstRound,
-        SharedShards: Mode is TrainingMode.Async or TrainingMode.BoundedStaleness);
+        SharedShards: Mode is TrainingMode.Async or TrainingMode.BoundedStaleness, TrainedAhead: TrainedAhead);
 
     /// <summary>The workers the linear scaling rule multiplies the learning rate by in an epoch of <paramref name="aliveWorkers"/>.</summary>
     public int ScalingWorkersFor(int aliveWorkers) => GlobalBatchSize > 0 ? Planner.Workers : aliveWorkers;

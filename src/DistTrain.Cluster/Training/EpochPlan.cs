@@ -12,8 +12,10 @@ namespace DistTrain.Cluster.Training;
 /// <param name="FirstRound">Round the first epoch starts at (a resumed checkpoint's).</param>
 /// <param name="SharedShards">True when any worker may compute any shard's minibatch (the asynchronous modes), so every
 /// worker gets every shard of a part.</param>
+/// <param name="TrainedAhead">The resumed checkpoint's minibatches (round, shard) at or after <paramref name="FirstRound"/>
+/// already trained (the asynchronous modes); null or empty for none.</param>
 public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPlanner>? PlannerFor, int BatchSizePerWorker, int GlobalBatchSize,
-    int FirstEpoch, int FirstRound, bool SharedShards = false)
+    int FirstEpoch, int FirstRound, bool SharedShards = false, IReadOnlyList<(int Round, int Shard)>? TrainedAhead = null)
 {
     /// <summary>Each worker's (largest) minibatch when <paramref name="aliveWorkers"/> take part.</summary>
     public int BatchSizeFor(int aliveWorkers) =>
@@ -181,9 +183,12 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     /// starting at <paramref name="startRound"/> itself, as after a loss with Training:KeepGlobalBatch (or at the workers'
     /// minibatch without it). Every sample of the epoch is still trained once; a checkpoint inside that part does not resume
     /// exactly (<see cref="PlannedPart.MidEpochResumable"/> false), so a second interruption resumes from the same checkpoint.
+    /// In the asynchronous modes the checkpoint's minibatches of later rounds already trained
+    /// (<see cref="EpochPlanSettings.TrainedAhead"/>) are left out, so they are not trained twice.
     /// </summary>
     private PlannedPart ResumeWithFewerWorkers(int startRound)
     {
+        var ahead = (settings.TrainedAhead ?? []).ToHashSet();
         var planner = settings.Planner;
         var planned = planner.Plan(Epoch);
         _plannedBy = planner;
@@ -194,9 +199,18 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         {
             var minibatches = MinibatchPlan.Fixed(planned[j].Length, settings.BatchSizePerWorker);
             steps = Math.Max(steps, minibatches.Count);
-            var from = minibatches.Start(Math.Min(startRound, minibatches.Count));
-            _orphans.AddRange(planned[j].AsSpan(from));
-            if (from < planned[j].Length) _orphanPieces.AddRange([j, from, planned[j].Length]);
+            // The minibatches from the checkpoint's round on, but those trained ahead, as runs of samples in the shard.
+            var runStart = -1;
+            for (var round = Math.Min(startRound, minibatches.Count); round <= minibatches.Count; round++)
+            {
+                var keep = round < minibatches.Count && !ahead.Contains((round, j));
+                if (keep && runStart < 0) runStart = minibatches.Start(round);
+                if (keep || runStart < 0) continue;
+                var runEnd = minibatches.Start(round);
+                _orphans.AddRange(planned[j].AsSpan(runStart, runEnd - runStart));
+                _orphanPieces.AddRange([j, runStart, runEnd]);
+                runStart = -1;
+            }
         }
         EpochSteps = steps;
         for (var i = 0; i < _alive.Count; i++) _inEpoch[i] = _alive[i];

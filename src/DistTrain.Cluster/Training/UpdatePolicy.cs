@@ -107,7 +107,9 @@ public abstract class UpdatePolicy
             // The rounds before the checkpoint ran before the interruption: their samples and loss count in this epoch.
             EpochSamples = resumed.EpochSamples;
             EpochLossSum = resumed.EpochLossSum;
-            ResumedAhead = resumed.TrainedAhead;
+            // A further part (an epoch resumed with fewer workers than its plan) holds other minibatches: the coordinator
+            // left the ones trained ahead out of it (EpochPlan.ResumeWithFewerWorkers).
+            ResumedAhead = part.Part == 0 ? resumed.TrainedAhead : [];
         }
         _resumeFrom = null;
         if (_firstStepLoss is null) _beforeFirstStep = (EpochSamples, EpochLossSum);
