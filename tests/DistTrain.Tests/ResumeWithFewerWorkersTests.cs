@@ -11,7 +11,7 @@ using DistTrain.Core.Models;
 namespace DistTrain.Tests;
 
 /// <summary>
-/// Cluster mode in Sync or Async resumed from a checkpoint written within an epoch, with fewer workers than that epoch was planned
+/// Cluster mode in Sync, Async or BoundedStaleness resumed from a checkpoint written within an epoch, with fewer workers than that epoch was planned
 /// for: the epoch's plan stays the checkpoint's, and what it had left from the checkpoint's round goes to the workers there
 /// (as pieces of the plan), so every sample of the epoch is trained once, before the interruption or after it. It used to
 /// wait for as many workers as the plan had, and end at Cluster:PauseTimeoutSeconds.
@@ -41,15 +41,17 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
     [Theory]
     [InlineData(TrainingMode.Sync)]
     [InlineData(TrainingMode.Async)]
+    [InlineData(TrainingMode.BoundedStaleness)]
     public async Task An_epoch_resumed_within_with_fewer_workers_trains_the_rest_of_its_plan_once_on_those_there(TrainingMode mode)
     {
         // 3 workers x 50 over the 1,000-sample subset: 7 rounds an epoch (21 minibatches); one checkpoint inside epoch 2: every
-        // 5 steps in Sync (the second of epoch 2), every 30 minibatches in Async (the 9th of epoch 2).
+        // 5 steps in Sync and BoundedStaleness, where a step applies a round (the second of epoch 2), every 30 minibatches in
+        // Async, where it applies one (the 9th of epoch 2).
         var data = TestData.Normalized();
         // Async with 3 workers adds about 1 - 1/3 of momentum of its own: 0.23 instead of 0.9 (AsyncPolicy.MomentumAdvice).
-        var options = TestData.Options(TestData.Mlp(8, 10), workers: 3, batch: 50, epochs: 2, momentum: mode == TrainingMode.Sync ? 0.9 : 0.23);
+        var options = TestData.Options(TestData.Mlp(8, 10), workers: 3, batch: 50, epochs: 2, momentum: mode == TrainingMode.Async ? 0.23 : 0.9);
         options.Training.Mode = mode;
-        options.Checkpoint = new CheckpointOptions { Directory = _checkpoints, Keep = 10, EverySteps = mode == TrainingMode.Sync ? 5 : 30 };
+        options.Checkpoint = new CheckpointOptions { Directory = _checkpoints, Keep = 10, EverySteps = mode == TrainingMode.Async ? 30 : 5 };
         options.Monitoring.SampleTraceDirectory = _before;
         var uninterrupted = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
         var layout = ModelFactory.Build(options.Model).Layout;
@@ -57,7 +59,7 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
             !p.EndsWith("-r000000.safetensors", StringComparison.Ordinal));
         var checkpoint = TrainingCheckpoint.Read(path, layout);
         Assert.Equal((2, 3), (checkpoint.Epoch, checkpoint.Workers));
-        if (mode == TrainingMode.Sync) Assert.Equal((3, 0), (checkpoint.Round, checkpoint.TrainedAhead.Count));
+        if (mode != TrainingMode.Async) Assert.Equal((3, 0), (checkpoint.Round, checkpoint.TrainedAhead.Count));
         else Assert.InRange(checkpoint.Round, 1, 3); // 9 minibatches trained: 3 rounds of 3, or fewer whole rounds and some ahead
 
         // Resumed on 2 workers, the global minibatch of 150 kept, with shard messages limited to 300 bytes (the rest of the
@@ -88,13 +90,18 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
         var ahead = checkpoint.TrainedAhead.ToHashSet();
         int[] rest = [.. plan.SelectMany((shard, s) => Enumerable.Range(checkpoint.Round, Math.Max(0, (shard.Length + 49) / 50 - checkpoint.Round))
             .Where(round => !ahead.Contains((round, s))).SelectMany(round => shard[(round * 50)..Math.Min(shard.Length, round * 50 + 50)])).Order()];
-        if (mode == TrainingMode.Sync) Assert.Equal(550, rest.Length);
+        if (mode != TrainingMode.Async) Assert.Equal(550, rest.Length);
         var steps = ((rest.Length + 1) / 2 + 74) / 75;
         var warning = log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Epoch 2 resumes", StringComparison.Ordinal), Guard);
         Assert.Equal($"Epoch 2 resumes at round {checkpoint.Round} with 2 of the 3 workers its checkpoint was planned for: the {rest.Length} samples its " +
             $"plan had left from that round go to them, in {steps} steps of up to 75 samples per worker (Training:KeepGlobalBatch). Every sample is " +
             "still trained once this epoch; the next epochs are planned for the workers alive.", warning.Message.ToString());
-        Func<string, List<SampleTraceLog.AppliedMinibatch>> applied = mode == TrainingMode.Sync ? SampleTraceLog.Applied : SampleTraceLog.AppliedAsync;
+        Func<string, List<SampleTraceLog.AppliedMinibatch>> applied = mode switch
+        {
+            TrainingMode.Sync => SampleTraceLog.Applied,
+            TrainingMode.Async => SampleTraceLog.AppliedAsync,
+            _ => SampleTraceLog.AppliedByRound,
+        };
         var after = applied(_after);
         Assert.Equal([2], after.Select(m => m.Epoch).Distinct());
         Assert.Equal(rest, after.SelectMany(m => m.Samples).Order()); // each once, and none trained before the checkpoint

@@ -82,6 +82,38 @@ internal static class SampleTraceLog
         return applied;
     }
 
+    /// <summary>
+    /// Every applied minibatch of a BoundedStaleness run, in the order of the parameter server's steps. There each round is
+    /// applied once, by one step that lists the workers of its minibatches (once each, also a worker that computed two of
+    /// them), so every minibatch line of a worker pairs with the step of its (epoch, round)
+    /// (<see cref="DistTrain.Cluster.Metrics.SampleTrace"/>).
+    /// </summary>
+    public static List<AppliedMinibatch> AppliedByRound(string directory)
+    {
+        var computed = new Dictionary<(int Epoch, int Round, int Worker), Queue<int[]>>();
+        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
+            foreach (var fields in Lines(file))
+            {
+                var key = (Int(fields[0]), Int(fields[1]), Int(fields[3]));
+                if (!computed.TryGetValue(key, out var queue)) computed[key] = queue = new();
+                queue.Enqueue(fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray());
+            }
+        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
+        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var applied = new List<AppliedMinibatch>();
+        foreach (var fields in Lines(stepFiles[0]))
+        {
+            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
+            foreach (var worker in fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).Distinct())
+            {
+                Assert.True(computed.Remove((epoch, round, worker), out var minibatches),
+                    $"the step on version {version} (epoch {epoch}, round {round}) applied worker {worker}'s gradient, but that worker recorded no minibatch of that round left for it");
+                foreach (var samples in minibatches) applied.Add(new AppliedMinibatch(epoch, round, version, worker, samples));
+            }
+        }
+        return applied;
+    }
+
     /// <summary>Asserts that epochs 1 to <paramref name="epochs"/> each trained on samples 0 to <paramref name="sampleCount"/> − 1 exactly once.</summary>
     /// <param name="laterEpochsUnfinished">Allow steps of later epochs (a job ended mid-epoch); they are not checked.</param>
     /// <returns>The samples per epoch, for further checks.</returns>
