@@ -11,7 +11,7 @@ using DistTrain.Core.Models;
 namespace DistTrain.Tests;
 
 /// <summary>
-/// Cluster mode in Sync, Async or BoundedStaleness resumed from a checkpoint written within an epoch, with fewer workers than that epoch was planned
+/// Cluster mode in every training mode resumed from a checkpoint written within an epoch, with fewer workers than that epoch was planned
 /// for: the epoch's plan stays the checkpoint's, and what it had left from the checkpoint's round goes to the workers there
 /// (as pieces of the plan), so every sample of the epoch is trained once, before the interruption or after it. It used to
 /// wait for as many workers as the plan had, and end at Cluster:PauseTimeoutSeconds.
@@ -42,15 +42,18 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
     [InlineData(TrainingMode.Sync)]
     [InlineData(TrainingMode.Async)]
     [InlineData(TrainingMode.BoundedStaleness)]
+    [InlineData(TrainingMode.LocalSgd)]
     public async Task An_epoch_resumed_within_with_fewer_workers_trains_the_rest_of_its_plan_once_on_those_there(TrainingMode mode)
     {
         // 3 workers x 50 over the 1,000-sample subset: 7 rounds an epoch (21 minibatches); one checkpoint inside epoch 2: every
         // 5 steps in Sync and BoundedStaleness, where a step applies a round (the second of epoch 2), every 30 minibatches in
-        // Async, where it applies one (the 9th of epoch 2).
+        // Async, where it applies one (the 9th of epoch 2); in LocalSgd at the first averaging at or after version 10 (11, at
+        // epoch 2's round 4).
         var data = TestData.Normalized();
         // Async with 3 workers adds about 1 - 1/3 of momentum of its own: 0.23 instead of 0.9 (AsyncPolicy.MomentumAdvice).
         var options = TestData.Options(TestData.Mlp(8, 10), workers: 3, batch: 50, epochs: 2, momentum: mode == TrainingMode.Async ? 0.23 : 0.9);
         options.Training.Mode = mode;
+        options.Training.LocalSteps = 2; // LocalSgd: averagings at rounds 2, 4, 6 and 7 of each epoch
         options.Checkpoint = new CheckpointOptions { Directory = _checkpoints, Keep = 10, EverySteps = mode == TrainingMode.Async ? 30 : 5 };
         options.Monitoring.SampleTraceDirectory = _before;
         var uninterrupted = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
@@ -59,7 +62,8 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
             !p.EndsWith("-r000000.safetensors", StringComparison.Ordinal));
         var checkpoint = TrainingCheckpoint.Read(path, layout);
         Assert.Equal((2, 3), (checkpoint.Epoch, checkpoint.Workers));
-        if (mode != TrainingMode.Async) Assert.Equal((3, 0), (checkpoint.Round, checkpoint.TrainedAhead.Count));
+        if (mode == TrainingMode.LocalSgd) Assert.Equal((4, 0), (checkpoint.Round, checkpoint.TrainedAhead.Count)); // the averaging at version 11
+        else if (mode != TrainingMode.Async) Assert.Equal((3, 0), (checkpoint.Round, checkpoint.TrainedAhead.Count));
         else Assert.InRange(checkpoint.Round, 1, 3); // 9 minibatches trained: 3 rounds of 3, or fewer whole rounds and some ahead
 
         // Resumed on 2 workers, the global minibatch of 150 kept, with shard messages limited to 300 bytes (the rest of the
@@ -79,7 +83,7 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
         var completion = new TaskCompletionSource<TrainingResult>();
         Sys.ActorOf(Coordinator.Props(settings, server,
             [.. Enumerable.Range(0, 2).Select(i => Worker.Props(i, options.Model, data.Train, data.Test, loop.EvaluationBatchSize,
-                settings: new ReplicaSettings(SampleTraceDirectory: _after), seed: loop.Seed))],
+                settings: ReplicaSettings.From(options) with { SampleTraceDirectory = _after }, seed: loop.Seed))],
             NullTrainingObserver.Instance, completion));
         var result = await completion.Task.WaitAsync(Guard);
 
@@ -90,7 +94,7 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
         var ahead = checkpoint.TrainedAhead.ToHashSet();
         int[] rest = [.. plan.SelectMany((shard, s) => Enumerable.Range(checkpoint.Round, Math.Max(0, (shard.Length + 49) / 50 - checkpoint.Round))
             .Where(round => !ahead.Contains((round, s))).SelectMany(round => shard[(round * 50)..Math.Min(shard.Length, round * 50 + 50)])).Order()];
-        if (mode != TrainingMode.Async) Assert.Equal(550, rest.Length);
+        if (mode is TrainingMode.Sync or TrainingMode.BoundedStaleness) Assert.Equal(550, rest.Length);
         var steps = ((rest.Length + 1) / 2 + 74) / 75;
         var warning = log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Epoch 2 resumes", StringComparison.Ordinal), Guard);
         Assert.Equal($"Epoch 2 resumes at round {checkpoint.Round} with 2 of the 3 workers its checkpoint was planned for: the {rest.Length} samples its " +
@@ -100,7 +104,8 @@ public sealed class ResumeWithFewerWorkersTests() : TestKit(TestTimeouts.TestKit
         {
             TrainingMode.Sync => SampleTraceLog.Applied,
             TrainingMode.Async => SampleTraceLog.AppliedAsync,
-            _ => SampleTraceLog.AppliedByRound,
+            TrainingMode.BoundedStaleness => SampleTraceLog.AppliedByRound,
+            _ => SampleTraceLog.Computed,
         };
         var after = applied(_after);
         Assert.Equal([2], after.Select(m => m.Epoch).Distinct());

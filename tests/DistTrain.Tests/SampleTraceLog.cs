@@ -114,6 +114,15 @@ internal static class SampleTraceLog
         return applied;
     }
 
+    /// <summary>
+    /// Every minibatch of a LocalSgd run, from the workers' lines alone: there each local step is a line with the version its
+    /// period started from, and a period's models are all averaged (no worker lost), so every line was applied
+    /// (<see cref="DistTrain.Cluster.Metrics.SampleTrace"/>).
+    /// </summary>
+    public static List<AppliedMinibatch> Computed(string directory) =>
+        [.. Directory.GetFiles(directory, "minibatches-*.csv").SelectMany(Lines).Select(fields => new AppliedMinibatch(Int(fields[0]), Int(fields[1]),
+            long.Parse(fields[2], CultureInfo.InvariantCulture), Int(fields[3]), fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray()))];
+
     /// <summary>Asserts that epochs 1 to <paramref name="epochs"/> each trained on samples 0 to <paramref name="sampleCount"/> − 1 exactly once.</summary>
     /// <param name="laterEpochsUnfinished">Allow steps of later epochs (a job ended mid-epoch); they are not checked.</param>
     /// <returns>The samples per epoch, for further checks.</returns>

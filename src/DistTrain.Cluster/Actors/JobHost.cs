@@ -760,14 +760,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>
     /// True when a resume within an epoch may go on with fewer workers than that epoch was planned for, after
-    /// Cluster:ResumeWaitSeconds: in Sync, Async and BoundedStaleness without shard nodes. LocalSgd, whose workers step their
-    /// own optimizers between averagings, and shard nodes resume such an epoch only with its workers.
+    /// Cluster:ResumeWaitSeconds: in every mode without shard nodes (which resume such an epoch only with its workers).
     /// </summary>
-    private bool ResumesWithFewerWorkers => _options.Training.Mode != Core.Configuration.TrainingMode.LocalSgd && !_options.Cluster.ShardNodes;
+    private bool ResumesWithFewerWorkers => !_options.Cluster.ShardNodes;
 
     /// <summary>
     /// The warning of a resume from a mid-epoch checkpoint with fewer workers ready than its epoch was planned for: what it waits
-    /// for, how long, and the ways on. With <paramref name="goesOnAfterSeconds"/> (every mode but LocalSgd, without shard nodes: Cluster:ResumeWaitSeconds)
+    /// for, how long, and the ways on. With <paramref name="goesOnAfterSeconds"/> (without shard nodes: Cluster:ResumeWaitSeconds)
     /// it goes on with the workers ready after that wait; without, the ways on are more workers, or an epoch-end checkpoint, which
     /// plans the next epoch for the workers there.
     /// </summary>
@@ -830,8 +829,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // A mid-epoch checkpoint: that epoch's shards were planned for the checkpoint's workers (the parameter server
             // writes such checkpoints only in epochs planned over all the job's workers at the configured minibatch).
             // Start with exactly as many, or the data order differs; more join at the next epoch. An epoch-boundary
-            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there. In every mode but
-            // LocalSgd (without shard nodes), once Cluster:ResumeWaitSeconds have passed since the host began waiting, fewer go on: the epoch's plan stays
+            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there. Without shard nodes,
+            // once Cluster:ResumeWaitSeconds have passed since the host began waiting, fewer go on: the epoch's plan stays
             // the checkpoint's, and what it had left from the checkpoint's round goes to the workers there (EpochPlan.StartNextEpoch).
             planned = resumeFrom.Workers;
             var goesOnAfter = ResumesWithFewerWorkers ? _options.Cluster.ResumeWaitSeconds : (double?)null;
