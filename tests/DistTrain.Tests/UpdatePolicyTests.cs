@@ -1,3 +1,4 @@
+using DistTrain.Core.Checkpoints;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core.Configuration;
@@ -63,6 +64,29 @@ public class UpdatePolicyTests
         Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
         Assert.NotNull(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
         Assert.Equal(0, model.Version);
+    }
+
+    /// <summary>
+    /// An Async checkpoint's minibatches trained ahead are done from the start of the part that resumes it (part 0, on the
+    /// checkpoint's plan), and not in a further part that starts at the same round (a resume with fewer workers, whose
+    /// minibatches are others: the coordinator left the trained-ahead ones out of it). Either way the epoch's totals go on
+    /// from the checkpoint's.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 2)]
+    [InlineData(1, 0)]
+    public void Async_resumed_takes_the_minibatches_trained_ahead_as_done_only_in_the_part_of_the_checkpoints_plan(int part, int done)
+    {
+        var (model, outbox, output, wire) = Server();
+        var checkpoint = new TrainingCheckpoint(model.Weights, [], OptimizerKind.Sgd, optimizerSteps: 4, version: 4, epoch: 1, round: 1, shardSeed: 7,
+            workers: 2, batchSizePerWorker: 1, epochSamples: 4, epochLossSum: 4, mode: TrainingMode.Async, trainedAhead: [(2, 0), (3, 1)]);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false, resumeFrom: checkpoint);
+
+        policy.Start(new EpochPart(1, [true, true], [4, 4], 1, 0, MidEpochResumable: part == 0, Part: part));
+
+        Assert.Equal(6, policy.Queue.Count); // rounds 1 to 3 of 2 shards
+        Assert.Equal(done, policy.Queue.Count - policy.Queue.Remaining);
+        Assert.Equal(4, policy.EpochSamples);
     }
 
     [Fact]

@@ -484,7 +484,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 "for the workers alive.",
                 part.Epoch, part.FirstRound, part.Receivers.Length, _settings.Planner.Workers, Counts.Of(left, "sample"), left == 1 ? "goes" : "go",
                 Counts.Of(part.Steps, "step"), Counts.Of(part.BatchSize, "sample"), _settings.GlobalBatchSize > 0 ? " (Training:KeepGlobalBatch)" : ""));
-            _observer.EpochStepsChanged(part.Epoch, part.FirstRound + part.Rounds);
+            // In Async the epoch's steps are its minibatches: this part's from where the resumed position counts.
+            _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
+                ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
+                : part.FirstRound + part.Rounds);
         }
         RestartClock();
         RunPart(part);

@@ -134,7 +134,9 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
             Finish();
             return;
         }
-        AfterStep(previousVersion, next, epochDone: false, trainedAhead: _queue.DoneFrom(next));
+        // Not at round 0: a position there, with minibatches of the epoch already trained, would read as the epoch's start
+        // (a resume then plans the epoch for whichever workers are there, and the minibatches done belong to another plan).
+        AfterStep(previousVersion, next, epochDone: false, resumableHere: next > 0, trainedAhead: _queue.DoneFrom(next));
     }
 
     /// <summary>Every minibatch is trained: the final weights go to every worker (for evaluation), and the part ends.</summary>
