@@ -108,6 +108,26 @@ public class UpdatePolicyTests
         Assert.Equal([1d, double.NaN], output.Steps[1].Staleness);
     }
 
+    /// <summary>
+    /// A checkpoint every step, in Async: the first step of an epoch applies worker 1's round-0 minibatch while worker 0's is in
+    /// flight, so the position would be round 0 with a minibatch trained, which a resume would take for the epoch's start. No
+    /// checkpoint is due there (one used to be); the next step, which completes round 0, gives one at round 1.
+    /// </summary>
+    [Fact]
+    public void Async_writes_no_checkpoint_at_round_0_within_an_epoch()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false, checkpointEverySteps: 1);
+        policy.Start(new EpochPart(1, [true, true], [3, 3], 0, 0, MidEpochResumable: true));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 2, 2, 2)));
+        Assert.Null(policy.TakeDueCheckpoint());
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 4, 0, 0)));
+        var due = policy.TakeDueCheckpoint();
+        Assert.NotNull(due);
+        Assert.Equal((1, 1, 20), (due.Epoch, due.Round, due.EpochSamples));
+        Assert.Empty(due.TrainedAhead);
+    }
+
     [Fact]
     public void Async_with_the_staleness_aware_rate_divides_a_stale_gradients_step_by_staleness_plus_one()
     {
