@@ -19,24 +19,14 @@ internal static class SampleTraceLog
     /// <summary>Every applied minibatch, in the order of the parameter server's steps.</summary>
     public static List<AppliedMinibatch> Applied(string directory)
     {
-        var minibatches = new Dictionary<(long Version, int Worker), (int Epoch, int Round, int[] Samples)>();
-        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
-            foreach (var fields in Lines(file))
-            {
-                var key = (long.Parse(fields[2], CultureInfo.InvariantCulture), Int(fields[3]));
-                var samples = fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray();
-                Assert.True(minibatches.TryAdd(key, (Int(fields[0]), Int(fields[1]), samples)),
-                    $"worker {key.Item2} computed two gradients on weights version {key.Item1} ({file})");
-            }
-        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
-        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var minibatches = new Dictionary<(long Version, int Worker), AppliedMinibatch>();
+        foreach (var m in Computed(directory))
+            Assert.True(minibatches.TryAdd((m.Version, m.Worker), m), $"worker {m.Worker} computed two gradients on weights version {m.Version} ({directory})");
         var applied = new List<AppliedMinibatch>();
         var versions = new HashSet<long>();
-        foreach (var fields in Lines(stepFiles[0]))
+        foreach (var (epoch, round, version, workers) in Steps(directory))
         {
-            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
             Assert.True(versions.Add(version), $"two steps on weights version {version}");
-            var workers = fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray();
             Assert.NotEmpty(workers);
             foreach (var worker in workers)
             {
@@ -57,27 +47,17 @@ internal static class SampleTraceLog
     /// </summary>
     public static List<AppliedMinibatch> AppliedAsync(string directory)
     {
-        var computed = new Dictionary<int, Queue<(int Epoch, int Round, int[] Samples)>>();
-        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
-            foreach (var fields in Lines(file))
-            {
-                var worker = Int(fields[3]);
-                if (!computed.TryGetValue(worker, out var queue)) computed[worker] = queue = new();
-                queue.Enqueue((Int(fields[0]), Int(fields[1]), fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray()));
-            }
-        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
-        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var computed = Computed(directory).GroupBy(m => m.Worker).ToDictionary(g => g.Key, g => new Queue<AppliedMinibatch>(g));
         var applied = new List<AppliedMinibatch>();
-        foreach (var fields in Lines(stepFiles[0]))
+        foreach (var (epoch, round, version, workers) in Steps(directory))
         {
-            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
-            var worker = Assert.Single(fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int));
-            (int Epoch, int Round, int[] Samples) minibatch = default;
+            var worker = Assert.Single(workers);
+            AppliedMinibatch? minibatch = null;
             Assert.True(computed.TryGetValue(worker, out var queue) && queue.TryDequeue(out minibatch),
                 $"the step on version {version} (epoch {epoch}, round {round}) applied worker {worker}'s gradient, but that worker recorded no minibatch left for it");
             Assert.True((minibatch.Epoch, minibatch.Round) == (epoch, round),
                 $"worker {worker}'s next minibatch is epoch {minibatch.Epoch} round {minibatch.Round}, the step on version {version} epoch {epoch} round {round}");
-            applied.Add(new AppliedMinibatch(epoch, round, version, worker, minibatch.Samples));
+            applied.Add(minibatch with { Version = version });
         }
         return applied;
     }
@@ -90,27 +70,15 @@ internal static class SampleTraceLog
     /// </summary>
     public static List<AppliedMinibatch> AppliedByRound(string directory)
     {
-        var computed = new Dictionary<(int Epoch, int Round, int Worker), Queue<int[]>>();
-        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
-            foreach (var fields in Lines(file))
-            {
-                var key = (Int(fields[0]), Int(fields[1]), Int(fields[3]));
-                if (!computed.TryGetValue(key, out var queue)) computed[key] = queue = new();
-                queue.Enqueue(fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray());
-            }
-        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
-        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var computed = Computed(directory).GroupBy(m => (m.Epoch, m.Round, m.Worker)).ToDictionary(g => g.Key, g => g.ToList());
         var applied = new List<AppliedMinibatch>();
-        foreach (var fields in Lines(stepFiles[0]))
-        {
-            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
-            foreach (var worker in fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).Distinct())
+        foreach (var (epoch, round, version, workers) in Steps(directory))
+            foreach (var worker in workers.Distinct())
             {
                 Assert.True(computed.Remove((epoch, round, worker), out var minibatches),
                     $"the step on version {version} (epoch {epoch}, round {round}) applied worker {worker}'s gradient, but that worker recorded no minibatch of that round left for it");
-                foreach (var samples in minibatches) applied.Add(new AppliedMinibatch(epoch, round, version, worker, samples));
+                applied.AddRange(minibatches.Select(m => m with { Version = version }));
             }
-        }
         return applied;
     }
 
@@ -122,6 +90,15 @@ internal static class SampleTraceLog
     public static List<AppliedMinibatch> Computed(string directory) =>
         [.. Directory.GetFiles(directory, "minibatches-*.csv").SelectMany(Lines).Select(fields => new AppliedMinibatch(Int(fields[0]), Int(fields[1]),
             long.Parse(fields[2], CultureInfo.InvariantCulture), Int(fields[3]), fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray()))];
+
+    /// <summary>The parameter server's step lines, in order: epoch, round, weights version and the workers whose gradients it applied.</summary>
+    private static IEnumerable<(int Epoch, int Round, long Version, int[] Workers)> Steps(string directory)
+    {
+        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
+        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        return Lines(stepFiles[0]).Select(fields => (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture),
+            fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray()));
+    }
 
     /// <summary>Asserts that epochs 1 to <paramref name="epochs"/> each trained on samples 0 to <paramref name="sampleCount"/> − 1 exactly once.</summary>
     /// <param name="laterEpochsUnfinished">Allow steps of later epochs (a job ended mid-epoch); they are not checked.</param>

@@ -484,10 +484,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 "for the workers alive.",
                 part.Epoch, part.FirstRound, part.Receivers.Length, _settings.Planner.Workers, Counts.Of(left, "sample"), left == 1 ? "goes" : "go",
                 Counts.Of(part.Steps, "step"), Counts.Of(part.BatchSize, "sample"), _settings.GlobalBatchSize > 0 ? " (Training:KeepGlobalBatch)" : ""));
-            // In Async the epoch's steps are its minibatches: this part's from where the resumed position counts.
-            _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
-                ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
-                : part.FirstRound + part.Rounds);
+            _observer.EpochStepsChanged(part.Epoch, ObservedEpochEnd(part));
         }
         RestartClock();
         RunPart(part);
@@ -506,14 +503,19 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 : "Epoch {0}: the {1} lost workers had left {6} to {2}, from round {3}, in {4} of up to {5} per worker.",
             part.Epoch, Counts.Of(orphans, "sample"), Counts.Of(part.Receivers.Length, "worker"), part.FirstRound, Counts.Of(part.Steps, "step"),
             Counts.Of(part.BatchSize, "sample"), orphans == 1 ? "goes" : "go"));
-        // The epoch's steps are its rounds, numbered on from the earlier parts but for the round numbers skipped between parts:
-        // it now ends after this part's last round. In Async they are its minibatches: those applied so far and this part's.
         if (_settings.Mode != Core.Configuration.TrainingMode.Async) _skippedRounds++;
-        _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
-            ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
-            : part.FirstRound - _skippedRounds + part.Rounds);
+        _observer.EpochStepsChanged(part.Epoch, ObservedEpochEnd(part));
         RunPart(part);
     }, $"the rest of epoch {_plan.Epoch} goes on");
+
+    /// <summary>
+    /// The step the epoch now ends after, as the observer counts steps, once further part <paramref name="part"/> is planned:
+    /// its rounds, numbered on from the earlier parts but for the round numbers skipped between parts, so after this part's
+    /// last round; in Async its minibatches, those applied so far (or the resumed position's) and this part's.
+    /// </summary>
+    private int ObservedEpochEnd(PlannedPart part) => _settings.Mode == Core.Configuration.TrainingMode.Async
+        ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
+        : part.FirstRound - _skippedRounds + part.Rounds;
 
     /// <summary>Runs a part of an epoch: training until the parameter server reports it done (<see cref="SendPart"/>).</summary>
     private void RunPart(PlannedPart part)
