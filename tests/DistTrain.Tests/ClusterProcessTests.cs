@@ -484,13 +484,13 @@ public sealed partial class ClusterProcessTests : IDisposable
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
     }
 
-    /// <summary>A job on 2 shard nodes with 2 workers, each node a process, run to its end: every node exits 0.</summary>
+    /// <summary>A job on 2 shard nodes with <paramref name="workerCount"/> workers, each node a process, run to its end: every node exits 0.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> RunJobOnShardNodesAsync(string configPath,
-        Dictionary<string, string> psEnvironment, Dictionary<string, string> workerEnvironment)
+        Dictionary<string, string> psEnvironment, Dictionary<string, string> workerEnvironment, int workerCount = 2)
     {
         var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
         var shards = StartShardNodes(configPath, workerEnvironment, 2);
-        DistTrainProcess[] workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
+        DistTrainProcess[] workers = [.. Enumerable.Range(0, workerCount).Select(_ => Start(NodeRoles.Worker, configPath, workerEnvironment))];
         await ps.AssertExitAsync(0, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
         return (ps, shards, workers);
@@ -834,7 +834,9 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// within epoch 2, the job trains to single-node mode's final weights each time, writes the later checkpoints again as
     /// single-node mode does, and reports epoch 2's training loss over all of its rounds, those before the interruption too.
     /// Resumed from the checkpoint of the finished training, it trains nothing, and the shards only hand out its weights, which
-    /// score as the first run's and are written as the model. The shards measure their slices of the per-tensor gradient norms, and
+    /// score as the first run's and are written as the model. Resumed from version 20 (epoch 2 round 4) with 1 worker, it goes on
+    /// with it after Cluster:ResumeWaitSeconds and ends on the weights of the same resume without shard nodes, bit for bit (it
+    /// used to wait for the second worker until Cluster:PauseTimeoutSeconds). The shards measure their slices of the per-tensor gradient norms, and
     /// the parameter server judges the whole tensors from them: with every gradient counted as exploding, one warning per tensor.
     /// </summary>
     [Fact]
@@ -919,6 +921,42 @@ public sealed partial class ClusterProcessTests : IDisposable
         // The workers were done with the part once they held its weights: the shards' stop at the run's end is no failure of theirs.
         foreach (var worker in workers) Assert.DoesNotContain("The job ends with this", worker.Output);
         AssertSingleNodeWeights("runs-scored");
+
+        // Resumed from version 20 (epoch 2 round 4) with only 1 of the 2 workers epoch 2 was planned for: after
+        // Cluster:ResumeWaitSeconds the job goes on with it, which trains the rest of epoch 2's plan. The final weights are those of
+        // the same resume with the shards in the parameter server's process, bit for bit, and so is epoch 2's training loss.
+        var fewer = new Dictionary<string, string> { ["DISTTRAIN_Cluster__MinWorkers"] = "1", ["DISTTRAIN_Cluster__ResumeWaitSeconds"] = "1" };
+        foreach (var (key, value) in fewer) psEnvironment[key] = value;
+        void KeepUpToVersion20()
+        {
+            foreach (var later in new CheckpointStore(checkpoints, 100).List().TakeWhile(p => !p.EndsWith(CheckpointStore.FileName(20, 2, 4), StringComparison.Ordinal)))
+                File.Delete(later);
+        }
+        KeepUpToVersion20();
+        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-fewer-shard-nodes");
+        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment, workerCount: 1);
+        const string goesOn = "Epoch 2 resumes at round 4 with 1 of the 2 workers its checkpoint was planned for";
+        Assert.Contains("the job goes on with 1, which train the rest of that epoch's plan.", ps.Output);
+        Assert.Contains(goesOn, ps.Output);
+        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 4 (version 20, 20 optimizer steps).", ps.Output);
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+
+        KeepUpToVersion20();
+        var inProcess = new Dictionary<string, string>(psEnvironment)
+        {
+            ["DISTTRAIN_Cluster__ShardNodes"] = "false", ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-fewer-in-process"),
+        };
+        var loneEnvironment = new Dictionary<string, string>(workerEnvironment) { ["DISTTRAIN_Cluster__ShardNodes"] = "false" };
+        ps = Start(NodeRoles.ParameterServer, configPath, inProcess);
+        var lone = Start(NodeRoles.Worker, configPath, loneEnvironment);
+        await ps.AssertExitAsync(0, Guard);
+        await lone.AssertExitAsync(0, Guard);
+        Assert.Contains(goesOn, ps.Output);
+        var onShardNodes = SafeTensors.Read(FinalWeightsPath("runs-fewer-shard-nodes"));
+        var inOneProcess = SafeTensors.Read(FinalWeightsPath("runs-fewer-in-process"));
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(inOneProcess[segment.Name].Data, onShardNodes[segment.Name].Data, $"resumed with fewer workers: {segment.Name}");
+        Assert.Equal(EpochTwo("runs-fewer-in-process"), EpochTwo("runs-fewer-shard-nodes"));
     }
 
     /// <summary>

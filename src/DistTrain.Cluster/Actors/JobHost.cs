@@ -759,30 +759,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// True when a resume within an epoch may go on with fewer workers than that epoch was planned for, after
-    /// Cluster:ResumeWaitSeconds: in every mode without shard nodes (which resume such an epoch only with its workers).
+    /// The warning of a resume from a mid-epoch checkpoint with fewer workers ready than its epoch was planned for: how long it
+    /// waits for them (Cluster:ResumeWaitSeconds, <paramref name="waitSeconds"/>), which resumes the epoch exactly, and that it then
+    /// goes on with the workers ready, which train what the epoch's plan had left.
     /// </summary>
-    private bool ResumesWithFewerWorkers => !_options.Cluster.ShardNodes;
-
-    /// <summary>
-    /// The warning of a resume from a mid-epoch checkpoint with fewer workers ready than its epoch was planned for: what it waits
-    /// for, how long, and the ways on. With <paramref name="goesOnAfterSeconds"/> (without shard nodes: Cluster:ResumeWaitSeconds)
-    /// it goes on with the workers ready after that wait; without, the ways on are more workers, or an epoch-end checkpoint, which
-    /// plans the next epoch for the workers there.
-    /// </summary>
-    internal static string CheckpointWorkersWanted(int epoch, int round, int planned, int ready, double pauseTimeoutSeconds, double? goesOnAfterSeconds = null) =>
-        goesOnAfterSeconds is { } wait
-            ? string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
-                "were planned for {2} workers: the job waits up to {5:F0} s (Cluster:ResumeWaitSeconds) until {2} are ready ({3} {4} now), which resumes the " +
-                "epoch exactly, then goes on with the workers ready, which train what the epoch's plan had left. Start worker nodes until {2} are ready to " +
-                "resume it exactly.",
-                epoch, round, planned, ready, ready == 1 ? "is" : "are", wait)
-            : string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
-                "were planned for {2} workers: the job waits until {2} are ready ({3} {4} now){5}. Start worker nodes until {2} are ready; to go on with fewer, " +
-                "resume from a checkpoint of an epoch's end instead, if Checkpoint:Keep left one (move the newer ones out of Checkpoint:Directory): the next " +
-                "epoch is planned for the workers there.",
-                epoch, round, planned, ready, ready == 1 ? "is" : "are",
-                pauseTimeoutSeconds > 0 ? string.Format(CultureInfo.InvariantCulture, "; it ends if they are not ready {0:F0} s after it began waiting (Cluster:PauseTimeoutSeconds)", pauseTimeoutSeconds) : "");
+    internal static string CheckpointWorkersWanted(int epoch, int round, int planned, int ready, double waitSeconds) =>
+        string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
+            "were planned for {2} workers: the job waits up to {5:F0} s (Cluster:ResumeWaitSeconds) until {2} are ready ({3} {4} now), which resumes the " +
+            "epoch exactly, then goes on with the workers ready, which train what the epoch's plan had left. Start worker nodes until {2} are ready to " +
+            "resume it exactly.",
+            epoch, round, planned, ready, ready == 1 ? "is" : "are", waitSeconds);
 
     /// <summary>Stops the start's status line and its timeout: the job started, or ended before it did.</summary>
     private void StopWaitingToStart()
@@ -829,12 +815,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // A mid-epoch checkpoint: that epoch's shards were planned for the checkpoint's workers (the parameter server
             // writes such checkpoints only in epochs planned over all the job's workers at the configured minibatch).
             // Start with exactly as many, or the data order differs; more join at the next epoch. An epoch-boundary
-            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there. Without shard nodes,
-            // once Cluster:ResumeWaitSeconds have passed since the host began waiting, fewer go on: the epoch's plan stays
-            // the checkpoint's, and what it had left from the checkpoint's round goes to the workers there (EpochPlan.StartNextEpoch).
+            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there. Once
+            // Cluster:ResumeWaitSeconds have passed since the host began waiting, fewer go on: the epoch's plan stays the
+            // checkpoint's, and what it had left from the checkpoint's round goes to the workers there (EpochPlan.StartNextEpoch).
             planned = resumeFrom.Workers;
-            var goesOnAfter = ResumesWithFewerWorkers ? _options.Cluster.ResumeWaitSeconds : (double?)null;
-            if (count < resumeFrom.Workers && goesOnAfter is { } wait && _waitingToStart.Elapsed.TotalSeconds >= wait)
+            var wait = _options.Cluster.ResumeWaitSeconds;
+            if (count < resumeFrom.Workers && _waitingToStart.Elapsed.TotalSeconds >= wait)
             {
                 _log.Warning("The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches were planned for {2} " +
                     "workers, and {3} {4} ready after {5:F0} s (Cluster:ResumeWaitSeconds): the job goes on with {3}, which train the rest of that epoch's plan.",
@@ -843,11 +829,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (count < resumeFrom.Workers)
             {
                 if (!_waitingForCheckpointWorkers)
-                    _log.Warning(CheckpointWorkersWanted(resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Workers, count, _options.Cluster.PauseTimeoutSeconds, goesOnAfter));
+                    _log.Warning(CheckpointWorkersWanted(resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Workers, count, wait));
                 _waitingForCheckpointWorkers = true;
                 // Asked again when the wait is over (as when a worker becomes ready meanwhile).
-                if (goesOnAfter is { } left && !Timers.IsTimerActive("resume-wait"))
-                    Timers.StartSingleTimer("resume-wait", new StartNow(), TimeSpan.FromSeconds(Math.Max(0, left - _waitingToStart.Elapsed.TotalSeconds)));
+                if (!Timers.IsTimerActive("resume-wait"))
+                    Timers.StartSingleTimer("resume-wait", new StartNow(), TimeSpan.FromSeconds(Math.Max(0, wait - _waitingToStart.Elapsed.TotalSeconds)));
                 return;
             }
             else count = resumeFrom.Workers;

@@ -324,9 +324,9 @@ public sealed class ClusterOptions
 
     /// <summary>
     /// Seconds a job resumed from a checkpoint written within an epoch (or taken over from one) waits for as many workers as
-    /// that epoch was planned for, which resumes it exactly; then, without <see cref="ShardNodes"/>, it goes on with the
-    /// workers ready (at least <see cref="MinWorkers"/>), which train what the epoch's plan had left, each sample once. With
-    /// shard nodes it waits for them until <see cref="PauseTimeoutSeconds"/>. 0 to 604,800. Default 30.
+    /// that epoch was planned for, which resumes it exactly; then it goes on with the workers ready (at least
+    /// <see cref="MinWorkers"/>), which train what the epoch's plan had left, each sample once, with or without
+    /// <see cref="ShardNodes"/>. 0 to 604,800. Default 30.
     /// </summary>
     public double ResumeWaitSeconds { get; set; } = 30;
 
