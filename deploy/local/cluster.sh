@@ -99,6 +99,30 @@ while [ "$i" -le $# ]; do
   i=$((i + 1))
 done
 
+# The nodes match DISTTRAIN_ variables ignoring case (DISTTRAIN_METRICS__PORT is Metrics:Port), and refuse one setting given
+# twice. The settings this script reads or gives each node are renamed to the spelling it uses, so that its own value for a
+# node (a metrics port, Cluster:Port 0) replaces the caller's instead of being a second one; two spellings of one of them
+# stop the script here (exit code 2, naming both).
+declare -A own_spelling=() spelled_as=()
+for name in DISTTRAIN_Cluster__Port DISTTRAIN_Cluster__DataPort DISTTRAIN_Metrics__Port DISTTRAIN_Cluster__MinWorkers \
+    DISTTRAIN_Compute__BlasThreads DISTTRAIN_Cluster__ShardNodes DISTTRAIN_Cluster__ParameterServerShards DISTTRAIN_Cluster__JobName \
+    DISTTRAIN_Cluster__Secret DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile \
+    DISTTRAIN_Cluster__CertificateKeyFile DISTTRAIN_Cluster__Hostname DISTTRAIN_Cluster__PublicHostname DISTTRAIN_Cluster__SeedNodes__0; do
+  own_spelling[${name^^}]=$name
+done
+for name in $(compgen -e); do
+  canonical=${own_spelling[${name^^}]:-}
+  [ -n "$canonical" ] || continue
+  if [ -n "${spelled_as[$canonical]:-}" ]; then
+    key=${canonical#DISTTRAIN_}
+    echo "cluster.sh: ${spelled_as[$canonical]} and $name both set ${key//__/:}: DISTTRAIN_ variables are matched ignoring case, so these are one setting given twice. Unset one of them." >&2
+    exit 2
+  fi
+  spelled_as[$canonical]=$name
+  [ "$name" = "$canonical" ] || { export "$canonical=${!name}"; unset "$name"; }
+done
+unset own_spelling spelled_as canonical
+
 # Shard nodes: read from the environment here, to check the ports before anything is built; once the CLI is built, from
 # the config file and the environment together (disttrain config, below).
 shard_nodes=0; shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"

@@ -215,6 +215,36 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// The nodes match DISTTRAIN_ variables ignoring case. A caller's DISTTRAIN_METRICS__PORT used to stay beside the
+    /// DISTTRAIN_Metrics__Port the script gives each node, and every node refused the two as one setting given twice. The
+    /// script now takes any spelling of the settings it reads or sets as its own (here the parameter server's ports, spelled
+    /// in capitals and in lower case, are checked as the script's and named in its spelling), and two spellings of one of
+    /// them stop it at once, naming both, before anything is built or created.
+    /// </summary>
+    [Theory]
+    [InlineData("DISTTRAIN_METRICS__PORT", "disttrain_cluster__port", null, "cluster.sh: port 25101 is both DISTTRAIN_Cluster__Port (the parameter server's " +
+        "cluster port) and the parameter server's metrics port (DISTTRAIN_Metrics__Port = 25101), but each port of the run must be its own.")]
+    [InlineData("DISTTRAIN_METRICS__PORT", "DISTTRAIN_Cluster__Port", "DISTTRAIN_Metrics__Port", "cluster.sh: DISTTRAIN_METRICS__PORT and " +
+        "DISTTRAIN_Metrics__Port both set Metrics:Port: DISTTRAIN_ variables are matched ignoring case, so these are one setting given twice. Unset one of them.")]
+    public async Task Settings_the_script_sets_are_taken_in_any_spelling_and_two_spellings_of_one_exit_2(string metricsName, string portName, string? alsoMetricsName,
+        string message)
+    {
+        var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
+        start.Environment[metricsName] = "25101";
+        start.Environment[portName] = "25101";
+        if (alsoMetricsName is not null) start.Environment[alsoMetricsName] = "25200";
+        var runs = Path.Combine(Repository, "runs", "cluster");
+        var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
+
+        var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(60));
+
+        Assert.True(exitCode == 2, $"exit {exitCode}; error output:\n{errors}");
+        Assert.StartsWith(message, errors);
+        Assert.Equal("", output);
+        Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0);
+    }
+
+    /// <summary>
     /// The script used to start shard nodes only for DISTTRAIN_Cluster__ShardNodes=true in the environment, and refused a
     /// config file that set Cluster:ShardNodes (the parameter server would have waited for shard nodes that never started).
     /// It now reads Cluster:ShardNodes and Cluster:ParameterServerShards as the nodes do (<c>disttrain config</c>): the file's
