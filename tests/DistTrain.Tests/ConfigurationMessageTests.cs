@@ -229,6 +229,31 @@ public class ConfigurationMessageTests
             Problems("""{ "Training": { "Epochs": 1e3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
     }
 
+    /// <summary>
+    /// The binder reads whole numbers with .NET's Int32Converter, which also takes hexadecimal: "#10", "0x10" and "&amp;H10" were
+    /// all read as 16, silently, where 1e3 and 2.0 are refused. A whole-number key now takes digits only, in a file, a
+    /// variable or a list entry; a value that is no number at all keeps its own message.
+    /// </summary>
+    [Fact]
+    public void A_whole_number_written_in_hexadecimal_is_refused_not_read_as_another_number()
+    {
+        const string why = "is not valid: expected a whole number written in digits (it is not read as hexadecimal, nor with a '#' or '&H' in front).";
+        Assert.Equal([$"Training:Seed = '#ff' (in test.json) {why}"],
+            Problems("""{ "Training": { "Seed": "#ff" }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal([$"Training:Epochs = '0x10' (from environment variable DISTTRAIN_Training__Epochs) {why}"],
+            Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs"] = "0x10" }));
+        Assert.Equal([$"Training:Workers = '&H2' (from environment variable DISTTRAIN_Training__Workers) {why}"],
+            Problems(Mlp, new() { ["DISTTRAIN_Training__Workers"] = "&H2" }));
+        Assert.Equal([$"Model:Layers:0:Units = '0X20' (in test.json) {why}"],
+            Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": "0X20" }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] } }"""));
+        // Digits, with a sign or spaces around them, are read as before; a word keeps the binder's message.
+        var loaded = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Mlp), null, checkDataDirectory: false,
+            new Dictionary<string, string?> { ["DISTTRAIN_Training__Epochs"] = " 12 ", ["DISTTRAIN_Training__Seed"] = "-7" });
+        Assert.Equal((12, -7), (loaded.Training.Epochs, loaded.Training.Seed));
+        Assert.Equal(["Training:Epochs = 'two' (from environment variable DISTTRAIN_Training__Epochs) is not valid: expected a whole number."],
+            Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs"] = "two" }));
+    }
+
     [Fact]
     public void A_stride_of_0_is_refused_naming_the_default_to_get_by_leaving_it_out()
     {

@@ -624,6 +624,17 @@ public static partial class TrainingOptionsLoader
         IConfiguration Without(List<string> keys) => keys.Count == 0 ? configuration
             : new ConfigurationBuilder().AddInMemoryCollection(configuration.AsEnumerable()
                 .Where(kv => kv.Value is not null && !IsUnder(kv.Key, keys))).Build();
+        // The binder reads a whole number through Int32Converter, which also takes hexadecimal (0x10, #10, &H10 are all 16): a
+        // whole-number key takes digits only, as JSON writes it, so that a typo or a stray '#' is never read as another number.
+        foreach (var (key, value) in Without(skipped).AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (KeyType(key) is not { } type || (Nullable.GetUnderlyingType(type) ?? type) is var core && core != typeof(int) && core != typeof(long)) continue;
+            var text = value!.Trim();
+            if (HasOnlyDigits(text.StartsWith('-') || text.StartsWith('+') ? text[1..] : text) || !BindsAsWholeNumber(core, value)) continue; // the rest the binder refuses
+            problems.Add($"{key} = '{Shown(value, origin(key))}' ({origin(key)}) is not valid: expected a whole number written in digits (it is not read as " +
+                "hexadecimal, nor with a '#' or '&H' in front).");
+            skipped.Add(ListOf(key));
+        }
         var bindable = Without(skipped);
         try
         {
@@ -928,6 +939,23 @@ public static partial class TrainingOptionsLoader
         }
         return type;
     }
+
+    /// <summary>True when the binder reads <paramref name="value"/> as a whole number of <paramref name="type"/> (Int32 or Int64), as its
+    /// type converter does: digits, or hexadecimal with 0x, # or &amp;H.</summary>
+    private static bool BindsAsWholeNumber(Type type, string value)
+    {
+        try
+        {
+            return System.ComponentModel.TypeDescriptor.GetConverter(type).ConvertFromInvariantString(value) is not null;
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException || e.InnerException is FormatException or OverflowException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>True when <paramref name="text"/> is one or more ASCII digits and nothing else.</summary>
+    private static bool HasOnlyDigits(string text) => text.Length > 0 && text.All(char.IsAsciiDigit);
 
     /// <summary>A value as echoed in a problem line: one line, at most 80 characters.</summary>
     internal static string Shown(string value) => ConfigurationException.OneLine(value, 80);
