@@ -155,6 +155,8 @@ public static class SafeTensors
     /// message is <see cref="Unreadable"/>'s.</exception>
     internal static T Readable<T>(string path, Func<T> read)
     {
+        if (InputFile.PipeProblem(path, "model or checkpoint file") is { } pipe)
+            throw new UnreadableFileException(path, pipe, new IOException("not a file that can be read by size"));
         try
         {
             return read();

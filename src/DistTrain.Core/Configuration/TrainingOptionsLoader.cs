@@ -73,6 +73,7 @@ public static partial class TrainingOptionsLoader
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. {ShippedConfigHint(jsonPath)}"]);
         if (!File.Exists(full))
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). {ShippedConfigHint(jsonPath)}"]);
+        if (InputFile.PipeProblem(jsonPath, "config file") is { } pipe) throw new ConfigurationException(jsonPath, [pipe]);
         byte[] json;
         try
         {

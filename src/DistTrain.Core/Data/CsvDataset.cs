@@ -676,6 +676,7 @@ public static partial class CsvDataset
     /// <summary>The file's bytes, decompressed for a <c>.gz</c> name.</summary>
     private static Stream OpenBytes(string path)
     {
+        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe);
         Stream stream = File.OpenRead(path);
         return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
     }

@@ -70,6 +70,7 @@ public static class IdxFile
     /// </summary>
     public static bool StartsWithMagic(string path)
     {
+        if (InputFile.PipeProblem(path, "data file") is not null) return false; // the reader refuses it by name
         try
         {
             using var file = File.OpenRead(path);
@@ -136,6 +137,7 @@ public static class IdxFile
             throw new DataFormatException($"{path}: a folder, where an IDX file is expected. Give the file's path, or move the folder out of the way.");
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: file not found. Install the data (apt-get install dataset-fashion-mnist) or point Data:Directory at a folder that holds it.");
+        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe);
         try
         {
             using var file = File.OpenRead(path);
