@@ -875,7 +875,7 @@ public class PredictEvaluateTests : IDisposable
         var error = Assert.Throws<InvalidDataException>(() => TrainedModel.Load(damaged));
         Assert.StartsWith(message, error.Message);
         Assert.Contains($", the header records {recorded}. The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: " +
-            "copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) instead.", error.Message);
+            "copy it again from where its run wrote it, or write a model anew from one of the run's checkpoints (Checkpoint:Directory) with 'train --resume' (for a damaged checkpoint, resume from an earlier one).", error.Message);
         var rows = Path.Combine(_directory, "pred.csv");
         File.WriteAllLines(rows, ["150,4,setosa,versicolor,virginica", "5.1,3.5,1.4,0.2"]);
         foreach (var command in new[] { new[] { "predict", "--model", damaged, rows }, ["inspect", damaged], ["inspect", path, "--compare", damaged, "--histograms", Path.Combine(_directory, "h.png")] })

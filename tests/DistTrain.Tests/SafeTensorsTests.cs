@@ -150,7 +150,7 @@ public class SafeTensorsTests : IDisposable
         var error = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
         Assert.Equal($"{path}: checksum mismatch: the data section's SHA-256 is {actual}, the header records {recorded}. " +
             "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
-            "or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
+            "or write a model anew from one of the run's checkpoints (Checkpoint:Directory) with 'train --resume' (for a damaged checkpoint, resume from an earlier one). If another tool rewrote the file on purpose and kept DistTrain's " +
             "metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove data_sha256 and metadata_sha256 from its metadata.", error.Message);
         // Pretrained weights (Model:Pretrained, finetune --from) read the tensors the same way.
         var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);
@@ -169,8 +169,8 @@ public class SafeTensorsTests : IDisposable
         var edited = new Dictionary<string, string> { ["format"] = "pt", ["input_mean"] = "0.7860", [SafeTensors.DataSha256Key] = DataChecksum(path) };
         var expected = $"{path}: checksum mismatch: the header's metadata has SHA-256 {MetadataDigest(edited)}, the header records {recorded}. " +
             "The metadata (the network, the input standardization, the class names, ...) was edited or is damaged, so the file would load as " +
-            "a model that predicts wrongly: copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) " +
-            "instead. If the metadata was changed on purpose, remove metadata_sha256 from it.";
+            "a model that predicts wrongly: copy it again from where its run wrote it, or write a model anew from one of the run's checkpoints (Checkpoint:Directory) with 'train --resume' (for a damaged checkpoint, resume from an earlier one). " +
+            "If the metadata was changed on purpose, remove metadata_sha256 from it.";
         Assert.Equal(expected, Assert.Throws<InvalidDataException>(() => SafeTensors.ReadMetadata(path)).Message);
         Assert.Equal(expected, Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path)).Message);
         var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);

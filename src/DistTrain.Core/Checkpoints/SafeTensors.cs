@@ -66,8 +66,8 @@ public static class SafeTensors
         if (!string.Equals(digest, recorded, StringComparison.Ordinal))
             throw new InvalidDataException($"{path}: checksum mismatch: the header's metadata has SHA-256 {digest}, the header records {recorded}. " +
                 "The metadata (the network, the input standardization, the class names, ...) was edited or is damaged, so the file would load as " +
-                "a model that predicts wrongly: copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) " +
-                $"instead. If the metadata was changed on purpose, remove {MetadataSha256Key} from it.");
+                "a model that predicts wrongly: copy it again from where its run wrote it, or write a model anew from one of the run's checkpoints (Checkpoint:Directory) with 'train --resume' (for a damaged checkpoint, resume from an earlier one). " +
+                $"If the metadata was changed on purpose, remove {MetadataSha256Key} from it.");
     }
 
     /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout, with the
@@ -206,7 +206,7 @@ public static class SafeTensors
             if (!string.Equals(checksum, recorded, StringComparison.Ordinal))
                 throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {recorded}. " +
                     "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
-                    $"or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
+                    $"or write a model anew from one of the run's checkpoints (Checkpoint:Directory) with 'train --resume' (for a damaged checkpoint, resume from an earlier one). If another tool rewrote the file on purpose and kept DistTrain's " +
                     $"metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove {DataSha256Key} and {MetadataSha256Key} from its metadata.");
         }
         return tensors;
