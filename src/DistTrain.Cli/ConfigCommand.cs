@@ -60,6 +60,26 @@ internal static class ConfigCommand
                 CliConsole.Fail("error", e.Message);
                 return 2;
             }
+            // What the nodes check as they start, without touching anything, so that deploy/local/cluster.sh hears of it before
+            // any node starts: a run folder that cannot be made, and a job secret that is set but unusable (too short, a file that
+            // cannot be read). A command that needs no secret (train) leaves both unset.
+            if (RunDirectory.FileInTheWayProblem(options.Output.Directory) is { } noRunFolder)
+            {
+                CliConsole.Fail("error", noRunFolder);
+                return 2;
+            }
+            if (!string.IsNullOrEmpty(options.Cluster.Secret) || !string.IsNullOrWhiteSpace(options.Cluster.SecretFile))
+            {
+                try
+                {
+                    _ = DistTrain.Cluster.Security.JobIdentity.Load(options.Cluster);
+                }
+                catch (ConfigurationException e)
+                {
+                    CliConsole.Fail("error", e.Message);
+                    return 2;
+                }
+            }
             var keys = parse.GetValue(get) ?? [];
             if (keys.Length == 0)
             {

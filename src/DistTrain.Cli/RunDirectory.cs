@@ -36,13 +36,8 @@ internal static class RunDirectory
     {
         var name = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var path = Path.Combine(outputDirectory, name);
-        if (FileInTheWay(outputDirectory) is { } file)
-        {
-            // .NET's "The file '...' already exists." or "Could not find a part of the path" named neither the cause nor the fix.
-            var where = file == Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)) ? "is a file, not a folder" : $"is below {file}, which is a file, not a folder";
-            throw new RunDirectoryException($"Output:Directory = '{outputDirectory}' {where}: each run is written to a new folder inside " +
-                "Output:Directory. Pass --output with a folder (it is created when missing), or move the file away.", new IOException($"{file} is a file"));
-        }
+        // .NET's "The file '...' already exists." or "Could not find a part of the path" named neither the cause nor the fix.
+        if (FileInTheWayProblem(outputDirectory) is { } problem) throw new RunDirectoryException(problem, new IOException(problem));
         try
         {
             Directory.CreateDirectory(outputDirectory);
@@ -67,6 +62,18 @@ internal static class RunDirectory
 
     /// <summary>The full path of <paramref name="outputDirectory"/>, or of the folder above it nearest to it that exists, when that
     /// is a file (a folder cannot be created there); null when it is a folder or nothing of the path exists.</summary>
+    /// <summary>
+    /// The problem when Output:Directory (<paramref name="outputDirectory"/>) is a file, or below one, so no run folder can be made
+    /// in it; null otherwise. Looks only: <c>disttrain config</c> checks it too, before any node starts.
+    /// </summary>
+    internal static string? FileInTheWayProblem(string outputDirectory)
+    {
+        if (FileInTheWay(outputDirectory) is not { } file) return null;
+        var where = file == Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)) ? "is a file, not a folder" : $"is below {file}, which is a file, not a folder";
+        return $"Output:Directory = '{outputDirectory}' {where}: each run is written to a new folder inside " +
+            "Output:Directory. Pass --output with a folder (it is created when missing), or move the file away.";
+    }
+
     private static string? FileInTheWay(string outputDirectory)
     {
         for (var path = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)); !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))

@@ -174,4 +174,42 @@ public class ConfigCommandTests
             Assert.Contains("--get Cluster:Shards: Cluster has no key 'Shards'. Its keys: ", unknown.StandardError);
         }
     }
+
+    /// <summary>
+    /// What a node checks as it starts, and <c>config</c> can check without touching anything: an Output:Directory that is a
+    /// file, and a job secret that is set but unusable. <c>config</c> printed the settings and exited 0, so deploy/local/cluster.sh
+    /// started every node and the parameter server then exited 2 (on a 5-byte Cluster:Secret, or a Cluster:SecretFile that is
+    /// not there). A usable secret passes, and is still not printed.
+    /// </summary>
+    [Fact]
+    public async Task The_command_exits_2_on_a_run_folder_it_cannot_make_or_a_job_secret_set_but_unusable()
+    {
+        var config = Path.Combine(Repository, "configs", "fashion-mnist-mlp.json");
+        var folder = Directory.CreateTempSubdirectory("disttrain-config-checks-").FullName;
+        try
+        {
+            var file = Path.Combine(folder, "a-file");
+            File.WriteAllText(file, "");
+            async Task<string> Refusal(Dictionary<string, string> environment, params string[] options)
+            {
+                using var command = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs", .. options], environment);
+                Assert.Equal(2, await command.WaitAsync(TimeSpan.FromSeconds(60)));
+                Assert.Equal("", command.StandardOutput);
+                return command.StandardError;
+            }
+            Assert.Contains($"Output:Directory = '{file}' is a file, not a folder: each run is written to a new folder inside Output:Directory.",
+                await Refusal([], "--output", file));
+            Assert.Contains("the job secret (Cluster:Secret) has 5 bytes; use at least 16 random bytes", await Refusal(new() { ["DISTTRAIN_Cluster__Secret"] = "short" }));
+            var missing = Path.Combine(folder, "no-secret");
+            Assert.Contains($"Cluster:SecretFile = '{missing}' cannot be read", await Refusal(new() { ["DISTTRAIN_Cluster__SecretFile"] = missing }));
+            using var usable = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs"],
+                new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = new string('a', 64) });
+            Assert.True(await usable.WaitAsync(TimeSpan.FromSeconds(60)) == 0, usable.StandardError);
+            Assert.DoesNotContain("aaaa", usable.StandardOutput + usable.StandardError);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }
