@@ -321,10 +321,14 @@ public class CheckpointFormatTests : IDisposable
     {
         var file = Path.Combine(_directory, "a-file");
         File.WriteAllText(file, "not a folder");
+        // Below a file: named, where .NET said only "Could not find a part of the path".
         var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(Path.Combine(file, "checkpoints")));
         Assert.False(error.InUse);
-        Assert.StartsWith($"Could not create the checkpoint lock file {Path.Combine(file, "checkpoints", CheckpointDirectoryLock.FileName)}", error.Message);
-        Assert.DoesNotContain("..", error.Message);
+        Assert.Equal($"Checkpoint:Directory '{Path.Combine(file, "checkpoints")}' is below {file}, which is a file, not a folder, so it cannot be created. " +
+            "Give a folder for the checkpoints (it is created if missing), or move the file away.", error.Message);
+        // A folder that cannot be made for another reason: the lock file named, with the system's reason.
+        var proc = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire("/proc/disttrain-no-such-folder"));
+        Assert.StartsWith($"Could not create the checkpoint lock file {Path.Combine("/proc/disttrain-no-such-folder", CheckpointDirectoryLock.FileName)}", proc.Message);
         // The file itself given as the folder: said in those words.
         Assert.Equal($"Checkpoint:Directory '{file}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).",
             Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(file)).Message);

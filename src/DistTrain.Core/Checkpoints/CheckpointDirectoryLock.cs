@@ -52,6 +52,12 @@ public sealed class CheckpointDirectoryLock : IDisposable
         var path = Path.Combine(directory, FileName);
         if (File.Exists(directory))
             throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
+        // A file above it (a/file/sub): .NET said only "Could not find a part of the path".
+        for (var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))); !string.IsNullOrEmpty(above) &&
+             !System.IO.Directory.Exists(above); above = Path.GetDirectoryName(above))
+            if (File.Exists(above))
+                throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is below {above}, which is a file, not a folder, so it cannot be " +
+                    "created. Give a folder for the checkpoints (it is created if missing), or move the file away.");
         try
         {
             System.IO.Directory.CreateDirectory(directory);
@@ -125,6 +131,12 @@ public sealed class CheckpointDirectoryLock : IDisposable
         var directory = options.Directory;
         if (File.Exists(directory))
             throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
+        // A file above it (a/file/sub): .NET said only "Could not find a part of the path".
+        for (var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))); !string.IsNullOrEmpty(above) &&
+             !System.IO.Directory.Exists(above); above = Path.GetDirectoryName(above))
+            if (File.Exists(above))
+                throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is below {above}, which is a file, not a folder, so it cannot be " +
+                    "created. Give a folder for the checkpoints (it is created if missing), or move the file away.");
         try
         {
             System.IO.Directory.CreateDirectory(directory);
