@@ -87,18 +87,15 @@ internal static class ConfigCommand
                 return 0;
             }
             var tree = JsonSerializer.SerializeToNode(options, Json)!;
-            var lines = new List<string>();
-            foreach (var key in keys)
+            var values = keys.Select(key => Value(tree, key)).ToList();
+            // Every key that cannot be read, not only the first: a script fixes them in one go.
+            var errors = values.Where(value => value.Error is not null).Select(value => value.Error!).ToList();
+            if (errors.Count > 0)
             {
-                var value = Value(tree, key);
-                if (value.Error is not null)
-                {
-                    CliConsole.Fail("error", value.Error);
-                    return 2;
-                }
-                lines.Add(value.Text!);
+                foreach (var error in errors) CliConsole.Fail("error", error);
+                return 2;
             }
-            foreach (var line in lines) Console.Out.WriteLine(line);
+            foreach (var value in values) Console.Out.WriteLine(value.Text);
             return 0;
         });
         return command;

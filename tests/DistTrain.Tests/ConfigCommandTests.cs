@@ -167,11 +167,12 @@ public class ConfigCommandTests
             Assert.Equal("", bad.StandardOutput);
             Assert.Contains("Training:Epochs = 0 (from environment variable DISTTRAIN_Training__Epochs) is out of range", bad.StandardError);
         }
-        using (var unknown = new DistTrainProcess(["config", "-c", config, "--get", "Cluster:ShardNodes", "--get", "Cluster:Shards"]))
+        using (var unknown = new DistTrainProcess(["config", "-c", config, "--get", "Cluster:ShardNodes", "--get", "Cluster:Shards", "--get", "Training:Epoch"]))
         {
             Assert.Equal(2, await unknown.WaitAsync(TimeSpan.FromSeconds(60)));
             Assert.Equal("", unknown.StandardOutput);
             Assert.Contains("--get Cluster:Shards: Cluster has no key 'Shards'. Its keys: ", unknown.StandardError);
+            Assert.Contains("--get Training:Epoch: Training has no key 'Epoch'.", unknown.StandardError); // every bad key, not only the first
         }
     }
 
