@@ -201,6 +201,9 @@ internal static class CliOptions
             return $"{option} {output} is a folder: give the path of a PNG file to write, such as one inside that folder.";
         if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
             return $"{option} {output}: the picture is written as PNG, so give a file name ending in .png.";
+        // Checked before any work, as export's --onnx is: the write at the end failed only after the command's output.
+        if (Path.GetDirectoryName(Path.GetFullPath(output)) is { } parent && !Directory.Exists(parent))
+            return $"{option} {output}: the folder {parent} does not exist. Create it or choose another path.";
         var target = Resolved(output);
         foreach (var folder in folders)
         {

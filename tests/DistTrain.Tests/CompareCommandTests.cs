@@ -399,4 +399,18 @@ public sealed class CompareCommandTests : IDisposable
         Assert.Equal(1, code);
         Assert.Contains("--target '88' is not a fraction in (0, 1]", error);
     }
+
+    /// <summary>
+    /// A plot (compare's --plot, evaluate's --heatmap, inspect's figures) into a folder that does not exist was written only at the
+    /// end, after the command's table, and failed there with .NET's "Could not find a part of the path". It is refused before any
+    /// work now, naming the folder, as export's --onnx is (InspectFiguresTests runs inspect so).
+    /// </summary>
+    [Fact]
+    public void A_plot_path_in_a_folder_that_does_not_exist_is_refused_before_any_work()
+    {
+        var missing = Path.Combine(_directory, "no-such-folder");
+        var plot = Path.Combine(missing, "p.png");
+        Assert.Equal($"--plot {plot}: the folder {missing} does not exist. Create it or choose another path.", DistTrain.Cli.CliOptions.BadPngOutput("--plot", plot));
+        Assert.Null(DistTrain.Cli.CliOptions.BadPngOutput("--plot", Path.Combine(_directory, "p.png")));
+    }
 }

@@ -139,7 +139,7 @@ public sealed class InspectFiguresTests : IDisposable
         (exit, output, error) = CliProcess.Run(["inspect", checkpoint, "--histograms", missing]);
         Assert.Equal(2, exit);
         Assert.Equal("", output);
-        Assert.Equal($"error: {missing}: the folder {Path.Combine(_directory, "missing")} does not exist. Create it or choose another path.", error.Trim());
+        Assert.Equal($"error: --histograms {missing}: the folder {Path.Combine(_directory, "missing")} does not exist. Create it or choose another path.", error.Trim());
     }
 
     [Fact]
