@@ -59,12 +59,6 @@ internal static class InspectCommand
                         CliConsole.Fail("error", overwrite);
                         return 2;
                     }
-                foreach (var output in new[] { parse.GetValue(filters), parse.GetValue(histograms) })
-                    if (output?.Directory is { Exists: false } folder)
-                    {
-                        CliConsole.Fail("error", $"{output.FullName}: the folder {folder.FullName} does not exist. Create it or choose another path.");
-                        return 2;
-                    }
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
                 // Before the table: a checkpoint of another model (or initial weights that cannot be drawn again) is the only
