@@ -254,6 +254,19 @@ public class ConfigurationMessageTests
             Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs"] = "two" }));
     }
 
+    /// <summary>An empty object or list where one value belongs was bound as zero or empty and reported as "Training:Epochs = 0
+    /// is out of range" or "= ''"; it is named for what it is. An empty list where a list belongs is left to its own checks.</summary>
+    [Fact]
+    public void An_empty_object_or_list_where_one_value_belongs_is_named_as_such()
+    {
+        Assert.Equal(["Training:Epochs is an empty object ({}) in test.json, but it takes one value: give it a value, or leave the key out to keep its default."],
+            Problems("""{ "Training": { "Epochs": {} }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal(["Optimizer:LearningRate is an empty list ([]) in test.json, but it takes one value: give it a value, or leave the key out to keep its default."],
+            Problems("""{ "Optimizer": { "LearningRate": [] }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.DoesNotContain(Problems("""{ "Training": { "Epochs": 0 }, "Model": { "InputShape": [], "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),
+            p => p.Contains("empty list", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void A_stride_of_0_is_refused_naming_the_default_to_get_by_leaving_it_out()
     {

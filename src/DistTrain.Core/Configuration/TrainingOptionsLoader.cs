@@ -222,10 +222,19 @@ public static partial class TrainingOptionsLoader
         var problems = new List<string>([.. duplicates, .. keyless]);
         var skipped = new List<string>();
         // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
-        var nulls = json is not null ? NullValues(json) : [];
+        List<(string Key, bool List)> empties = [];
+        var nulls = json is not null ? NullValues(json, out empties) : [];
         problems.AddRange(nulls.Select(key =>
             $"{key} is null in {source}: leave the key out to keep its default, or give it a value (null is not a setting)."));
         skipped.AddRange(nulls);
+        // An empty object or list where one value belongs bound as zero or empty ("Training:Epochs = 0 is out of range" for {}):
+        // say what is there.
+        foreach (var (key, list) in empties.Where(empty => TakesOneValue(empty.Key)))
+        {
+            problems.Add($"{key} is an empty {(list ? "list ([])" : "object ({})")} in {source}, but it takes one value: give it a value, or leave the key " +
+                "out to keep its default.");
+            skipped.Add(key);
+        }
         // A list index past the end (DISTTRAIN_Model__Layers__7__Type on a file of 5 layers) would be compacted by the binder
         // into the next free index, and reported, if at all, under that index and the file's name: refuse it by its own.
         var gapLists = new List<string>();
@@ -363,9 +372,14 @@ public static partial class TrainingOptionsLoader
     /// file order. Read with the JSON configuration provider's leniency (comments, trailing commas); called only on a file
     /// that provider has read.
     /// </summary>
-    internal static List<string> NullValues(byte[] json)
+    internal static List<string> NullValues(byte[] json) => NullValues(json, out _);
+
+    /// <summary>As <see cref="NullValues(byte[])"/>; <paramref name="empties"/> gets the keys whose value is an empty object or
+    /// list (<c>{}</c>, <c>[]</c>), with which of the two, in file order.</summary>
+    internal static List<string> NullValues(byte[] json, out List<(string Key, bool List)> empties)
     {
         var keys = new List<string>();
+        var found = empties = [];
         JsonDocument document;
         try
         {
@@ -393,10 +407,12 @@ public static partial class TrainingOptionsLoader
                     keys.Add(key);
                     break;
                 case JsonValueKind.Object:
+                    if (key.Length > 0 && !element.EnumerateObject().Any()) found.Add((key, false));
                     foreach (var property in element.EnumerateObject())
                         Visit(property.Value, key.Length == 0 ? property.Name : $"{key}:{property.Name}");
                     break;
                 case JsonValueKind.Array:
+                    if (element.GetArrayLength() == 0) found.Add((key, true));
                     var index = 0;
                     foreach (var item in element.EnumerateArray())
                         Visit(item, $"{key}:{index++}");
@@ -404,6 +420,10 @@ public static partial class TrainingOptionsLoader
             }
         }
     }
+
+    /// <summary>True when <paramref name="key"/> binds to one value (a number, true or false, a name, a text), not to a section or a list.</summary>
+    private static bool TakesOneValue(string key) =>
+        KeyType(key) is { } type && (Nullable.GetUnderlyingType(type) ?? type) is var core && (core.IsPrimitive || core.IsEnum || core == typeof(string) || core == typeof(decimal));
 
     /// <summary>
     /// One problem per setting that <paramref name="json"/> gives more than once, as the JSON configuration provider matches keys,
