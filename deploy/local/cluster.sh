@@ -227,12 +227,17 @@ export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(n
 # Cluster:ParameterServerShards (how many shard nodes to start) and Metrics:Port (each node's metrics port is counted
 # from it, as from DISTTRAIN_Metrics__Port). A CLI_DLL of a build before `disttrain config` (a baseline of
 # cluster-vs-single.sh, say) has no such command: the script then reads them from the environment only, as it did then.
-if settings=$(cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port 2>&1); then
+# --check-node also checks what the nodes check on this machine as they start (the run folder, the job secret); a build
+# before that option is asked without it.
+config_query() { (cd "$caller" && "${disttrain[@]}" config "$@" --get Cluster:ShardNodes --get Cluster:ParameterServerShards --get Metrics:Port 2>&1); }
+code=0; settings=$(config_query "$@" --check-node) || code=$?
+if [ "$code" != 0 ] && grep -q "Unrecognized command or argument '--check-node'" <<< "$settings"; then code=0; settings=$(config_query "$@") || code=$?; fi
+if [ "$code" = 0 ]; then
   # The values are the last three lines (a warning of the loader's, on standard error, comes before them).
   { read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$(tail -n 3 <<< "$settings")"
   shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
   [ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
-elif code=$?; grep -qE "^error: 'config' is not a command|Unrecognized command or argument 'config'" <<< "$settings"; then
+elif grep -qE "^error: 'config' is not a command|Unrecognized command or argument 'config'" <<< "$settings"; then
   echo "cluster.sh: CLI_DLL = ${CLI_DLL:-} has no 'disttrain config' command (a build before it): the script reads Cluster:ShardNodes, Cluster:ParameterServerShards and Metrics:Port from the DISTTRAIN_ variables only, not from the config file." >&2
 else
   echo "$settings" >&2; rm -rf "${repo:?}/$RUN"; exit "$code"

@@ -31,6 +31,23 @@ internal static class ConfigCommand
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OnlySettable } },
     };
 
+    /// <summary>What a node would refuse on this machine as it starts, found without touching anything: a run folder that cannot
+    /// be made in Output:Directory, or a job secret that is set but unusable; null when neither.</summary>
+    private static string? NodeProblem(TrainingOptions options)
+    {
+        if (RunDirectory.FileInTheWayProblem(options.Output.Directory) is { } noRunFolder) return noRunFolder;
+        if (string.IsNullOrEmpty(options.Cluster.Secret) && string.IsNullOrWhiteSpace(options.Cluster.SecretFile)) return null; // train needs none
+        try
+        {
+            _ = DistTrain.Cluster.Security.JobIdentity.Load(options.Cluster);
+            return null;
+        }
+        catch (ConfigurationException e)
+        {
+            return e.Message;
+        }
+    }
+
     public static Command Create()
     {
         var config = CliOptions.File("--config", "JSON config, e.g. configs/fashion-mnist-mlp.json.", CliOptions.ConfigTakes, required: true, "-c");
@@ -41,9 +58,14 @@ internal static class ConfigCommand
             Description = "Print only this key's value (Section:Key, e.g. Cluster:ShardNodes; a list's item as Cluster:SeedNodes:0), one line each; repeatable.",
             HelpName = "KEY",
         };
+        var asNode = new Option<bool>("--check-node")
+        {
+            Description = "Also check, touching nothing, what a node checks on this machine as it starts: that a run folder can be made in Output:Directory, " +
+                "and that a job secret that is set (Cluster:Secret, Cluster:SecretFile) is usable. deploy/local/cluster.sh passes it.",
+        };
         var command = new Command("config", "Print the configuration a command would run with (config file, DISTTRAIN_ variables and options), checked; exit code 2 names its problems.")
         {
-            config, data, output, get,
+            config, data, output, get, asNode,
         };
         command.SetAction(parse =>
         {
@@ -60,25 +82,14 @@ internal static class ConfigCommand
                 CliConsole.Fail("error", e.Message);
                 return 2;
             }
-            // What the nodes check as they start, without touching anything, so that deploy/local/cluster.sh hears of it before
-            // any node starts: a run folder that cannot be made, and a job secret that is set but unusable (too short, a file that
-            // cannot be read). A command that needs no secret (train) leaves both unset.
-            if (RunDirectory.FileInTheWayProblem(options.Output.Directory) is { } noRunFolder)
+            // --check-node: what a node checks on this machine as it starts, without touching anything, so that
+            // deploy/local/cluster.sh hears of it before any node starts: a run folder that cannot be made, and a job secret that
+            // is set but unusable (too short, a file that cannot be read). Without it, a config meant for other machines (whose
+            // secret file is there, not here) prints as it is.
+            if (parse.GetValue(asNode) && NodeProblem(options) is { } problem)
             {
-                CliConsole.Fail("error", noRunFolder);
+                CliConsole.Fail("error", problem);
                 return 2;
-            }
-            if (!string.IsNullOrEmpty(options.Cluster.Secret) || !string.IsNullOrWhiteSpace(options.Cluster.SecretFile))
-            {
-                try
-                {
-                    _ = DistTrain.Cluster.Security.JobIdentity.Load(options.Cluster);
-                }
-                catch (ConfigurationException e)
-                {
-                    CliConsole.Fail("error", e.Message);
-                    return 2;
-                }
             }
             var keys = parse.GetValue(get) ?? [];
             if (keys.Length == 0)

@@ -37,7 +37,7 @@ internal static class RunDirectory
         var name = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var path = Path.Combine(outputDirectory, name);
         // .NET's "The file '...' already exists." or "Could not find a part of the path" named neither the cause nor the fix.
-        if (FileInTheWayProblem(outputDirectory) is { } problem) throw new RunDirectoryException(problem, new IOException(problem));
+        if (FileInTheWayProblem(outputDirectory) is { } problem) throw new RunDirectoryException(problem, new IOException($"{FileInTheWay(outputDirectory)} is a file"));
         try
         {
             Directory.CreateDirectory(outputDirectory);
@@ -60,8 +60,6 @@ internal static class RunDirectory
         }
     }
 
-    /// <summary>The full path of <paramref name="outputDirectory"/>, or of the folder above it nearest to it that exists, when that
-    /// is a file (a folder cannot be created there); null when it is a folder or nothing of the path exists.</summary>
     /// <summary>
     /// The problem when Output:Directory (<paramref name="outputDirectory"/>) is a file, or below one, so no run folder can be made
     /// in it; null otherwise. Looks only: <c>disttrain config</c> checks it too, before any node starts.
@@ -74,6 +72,8 @@ internal static class RunDirectory
             "Output:Directory. Pass --output with a folder (it is created when missing), or move the file away.";
     }
 
+    /// <summary>The full path of <paramref name="outputDirectory"/>, or of the folder above it nearest to it that exists, when that
+    /// is a file (a folder cannot be created there); null when it is a folder or nothing of the path exists.</summary>
     private static string? FileInTheWay(string outputDirectory)
     {
         for (var path = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)); !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))

@@ -10,13 +10,15 @@ namespace DistTrain.Core;
 /// before it is opened for reading.
 /// </summary>
 /// <remarks>
-/// The check opens the path with <c>O_NONBLOCK</c> (which never blocks on a FIFO) and asks for the read position with
+/// The check opens the path with <c>O_NONBLOCK</c> (which never blocks on a FIFO) and <c>O_NOCTTY</c> and asks for the read position with
 /// <c>lseek(2)</c>, which fails with <c>ESPIPE</c> on a pipe, a FIFO, a socket or a terminal. Linux only; elsewhere, and when
 /// the path cannot be opened at all (missing, denied), it says nothing, and the reader's own open reports that.
 /// </remarks>
 public static class InputFile
 {
-    private const int ReadOnlyNonBlockingCloseOnExec = 0x800 | 0x80000; // O_RDONLY | O_NONBLOCK | O_CLOEXEC on Linux
+    // O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY on Linux (x86_64 and arm64): a terminal opened to be looked at never becomes
+    // the controlling terminal of a process that has none (a service).
+    private const int OpenFlags = 0x800 | 0x80000 | 0x100;
     private const int SeekCurrent = 1;
     private const int NotSeekable = 29; // ESPIPE
 
@@ -32,7 +34,7 @@ public static class InputFile
         if (!OperatingSystem.IsLinux()) return null;
         try
         {
-            var descriptor = Native.open(path, ReadOnlyNonBlockingCloseOnExec);
+            var descriptor = Native.open(path, OpenFlags);
             if (descriptor < 0) return null;
             try
             {

@@ -177,8 +177,8 @@ public class ConfigCommandTests
     }
 
     /// <summary>
-    /// What a node checks as it starts, and <c>config</c> can check without touching anything: an Output:Directory that is a
-    /// file, and a job secret that is set but unusable. <c>config</c> printed the settings and exited 0, so deploy/local/cluster.sh
+    /// What a node checks as it starts, and <c>config --check-node</c> can check without touching anything: an Output:Directory
+    /// that is a file, and a job secret that is set but unusable. <c>config</c> printed the settings and exited 0, so deploy/local/cluster.sh
     /// started every node and the parameter server then exited 2 (on a 5-byte Cluster:Secret, or a Cluster:SecretFile that is
     /// not there). A usable secret passes, and is still not printed.
     /// </summary>
@@ -193,7 +193,7 @@ public class ConfigCommandTests
             File.WriteAllText(file, "");
             async Task<string> Refusal(Dictionary<string, string> environment, params string[] options)
             {
-                using var command = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs", .. options], environment);
+                using var command = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs", "--check-node", .. options], environment);
                 Assert.Equal(2, await command.WaitAsync(TimeSpan.FromSeconds(60)));
                 Assert.Equal("", command.StandardOutput);
                 return command.StandardError;
@@ -203,10 +203,14 @@ public class ConfigCommandTests
             Assert.Contains("the job secret (Cluster:Secret) has 5 bytes; use at least 16 random bytes", await Refusal(new() { ["DISTTRAIN_Cluster__Secret"] = "short" }));
             var missing = Path.Combine(folder, "no-secret");
             Assert.Contains($"Cluster:SecretFile = '{missing}' cannot be read", await Refusal(new() { ["DISTTRAIN_Cluster__SecretFile"] = missing }));
-            using var usable = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs"],
+            using var usable = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs", "--check-node"],
                 new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = new string('a', 64) });
             Assert.True(await usable.WaitAsync(TimeSpan.FromSeconds(60)) == 0, usable.StandardError);
             Assert.DoesNotContain("aaaa", usable.StandardOutput + usable.StandardError);
+            // Without --check-node, a config meant for other machines (whose secret file is there) prints as it is.
+            using var elsewhere = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs"],
+                new Dictionary<string, string> { ["DISTTRAIN_Cluster__SecretFile"] = missing });
+            Assert.True(await elsewhere.WaitAsync(TimeSpan.FromSeconds(60)) == 0, elsewhere.StandardError);
         }
         finally
         {

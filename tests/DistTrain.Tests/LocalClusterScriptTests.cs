@@ -282,14 +282,17 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
-    /// The whole config is checked before any node starts (<c>disttrain config</c>): a problem is its one message and exit
-    /// code 2, with no run folder, where it used to be the parameter server's, after the run's certificates were made.
+    /// The whole config is checked before any node starts (<c>disttrain config --check-node</c>): a problem is its one message
+    /// and exit code 2, with no run folder, where it used to be the parameter server's, after the run's certificates were made
+    /// (and every node had started, for a job secret that is too short).
     /// </summary>
-    [Fact]
-    public async Task A_config_problem_exits_2_naming_it_before_anything_is_created()
+    [Theory]
+    [InlineData("DISTTRAIN_Optimizer__LearningRate", "-1", "Optimizer:LearningRate = -1 (from environment variable DISTTRAIN_Optimizer__LearningRate)")]
+    [InlineData("DISTTRAIN_Cluster__Secret", "short", "the job secret (Cluster:Secret) has 5 bytes; use at least 16 random bytes")]
+    public async Task A_config_problem_exits_2_naming_it_before_anything_is_created(string variable, string value, string problem)
     {
         var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
-        start.Environment["DISTTRAIN_Optimizer__LearningRate"] = "-1";
+        start.Environment[variable] = value;
         var runs = Path.Combine(Repository, "runs", "cluster");
         var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
 
@@ -297,7 +300,7 @@ public class LocalClusterScriptTests
 
         Assert.True(exitCode == 2, $"exit {exitCode}; error output:\n{errors}");
         Assert.StartsWith("error: Invalid configuration (", errors);
-        Assert.Contains("Optimizer:LearningRate = -1 (from environment variable DISTTRAIN_Optimizer__LearningRate)", errors);
+        Assert.Contains(problem, errors);
         Assert.Equal("", output);
         Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0);
     }

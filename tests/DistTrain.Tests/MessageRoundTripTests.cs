@@ -70,7 +70,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(ShardNormShare) => new ShardNormShare(2, 41, 1, 0.012345678901234567),
             nameof(ShardHealthSquares) => new ShardHealthSquares(2, 40, [0.5, 1e-30], [3.25, 7.0], [1e-6, 0.125]),
             nameof(ShardPartStart) => new ShardPartStart(3, [probe, TestActor], [17, 16], 12, [TestActor, probe], probe, Part: 2, FirstRound: 9,
-                CheckpointEverySteps: 50, CheckpointRequestId: 4, GradientNormEverySteps: 10),
+                CheckpointEverySteps: 50, CheckpointRequestId: 4, GradientNormEverySteps: 10, ScalingWorkers: 3),
             nameof(ShardLossDecided) => new ShardLossDecided(new LossDecision(5, 41, Keep: true)),
             nameof(HostShard) => new HostShard("0123456789ab", 2, 3, [.. Enumerable.Range(0, 64).Select(i => (byte)(i * 7 + 1))],
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(255 - i))], "{\"Optimizer\":{\"LearningRate\":0.05}}", [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 9))],

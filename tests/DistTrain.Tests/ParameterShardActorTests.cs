@@ -670,6 +670,30 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// Optimizer:ScaleLearningRateByWorkers with Training:KeepGlobalBatch: one parameter server scales the rate by the workers the
+    /// global minibatch was planned for, also when fewer take part (after a loss, or a resume with fewer workers). A shard scaled
+    /// by the workers in the part, so a run on shard nodes stepped at half the rate after one of 2 workers was lost. The part's
+    /// ScalingWorkers now sets it; 0 keeps the workers in the part.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 0.1f)]
+    [InlineData(0, 0.05f)]
+    public void A_shard_scales_the_learning_rate_by_the_parts_scaling_workers_when_it_names_them(int scalingWorkers, float rate)
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var plain = new OptimizerOptions { LearningRate = 0.05, ScaleLearningRateByWorkers = true };
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, plain, totalEpochs: 1, TestActor));
+        var worker = CreateTestProbe();
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody, ScalingWorkers: scalingWorkers));
+        worker.ExpectMsg<ShardWeights>();
+        var slice = Enumerable.Repeat(0.5f, plan[0].Length).ToArray();
+        worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
+        var result = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal(initial.Values[3] - rate * 0.5f, result.Weights[3], 6); // plain SGD: w - rate * g, the rate 0.05 times the scaling workers
+    }
+
+    /// <summary>
     /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch, computed on
     /// another version than the weights the shard sent for its round) is logged
     /// with the reason and never counted: the round waits for the real one and steps on it alone.

@@ -63,6 +63,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private double? _heldFirstStepLoss; // the first step's loss before the kept step: a redone first step sets it anew
     private ShardRoundLedger<GradientComputed>? _ledger;
     private EpochPart? _part;
+    private int _scalingWorkers; // the part's ShardPartStart.ScalingWorkers: 0 scales the learning rate by the workers in the part
     private IActorRef[] _workers = [];
     private IActorRef[] _receivers = [];
     private IActorRef[] _shards = [];
@@ -195,6 +196,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker, start.FirstRound);
         // The first round that can be the part's last: the lowest last round of its workers (the others may be lost by then).
         _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(start.FirstRound + 1).Min() - 1;
+        _scalingWorkers = start.ScalingWorkers;
         _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, start.FirstRound, start.StepsPerEpoch,
             false, start.Part);
         _workers = start.Workers;
@@ -543,7 +545,9 @@ public sealed class ParameterShardActor : ReceiveActor
         var count = action.Reports.Count;
         var reports = _reports.AsSpan(0, count);
         var scales = _scales.AsSpan(0, count);
-        var scheduledRate = _model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
+        // With Training:KeepGlobalBatch the global minibatch stays the plan's after a loss, and so does the scaled rate, as one
+        // parameter server keeps it (its scalingWorkers).
+        var scheduledRate = _model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, _scalingWorkers > 0 ? _scalingWorkers : part.ActiveWorkers);
         var learningRate = (float)scheduledRate;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var finite = _model.Step(reports, scales, learningRate, null, warning => _log.Warning("Shard {0}: {1}", _shard.Index, warning), globalNorm)

@@ -43,12 +43,15 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="WorkerSlots">The worker slots the shards are placed for, each with a data-plane token of its own: at least
 /// <c>Workers.Count</c>, at most <see cref="UpdatePolicy.MaxWorkers"/>; null (the default): <see cref="WorkerSlotsFor"/>. The
 /// slots beyond <c>Workers.Count</c> are for workers that join the running job (a restarted worker joins as a new one).</param>
+/// <param name="ScalingWorkers">The workers of Optimizer:ScaleLearningRateByWorkers' rule, sent with every part's start
+/// (<see cref="ShardPartStart.ScalingWorkers"/>): with Training:KeepGlobalBatch the first epoch's planned workers, as one parameter
+/// server scales by them; 0 (the default) scales by the workers in each part.</param>
 /// <param name="Monitoring">The gradient diagnostics (<see cref="Core.Configuration.TrainingOptions.ParameterServerMonitoring"/>): with
 /// GradientNormEverySteps above 0 every shard measures its slices of the per-tensor norms on those steps, and this server judges the
 /// whole tensors and serves them as metrics, as one parameter server does; null measures nothing.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null,
-    TrainingCheckpoint? ResumeFrom = null, int? WorkerSlots = null, MonitoringOptions? Monitoring = null)
+    TrainingCheckpoint? ResumeFrom = null, int? WorkerSlots = null, MonitoringOptions? Monitoring = null, int ScalingWorkers = 0)
 {
     /// <summary>The fewest slots kept for workers that join a running job on shard nodes: 8.</summary>
     public const int MinSpareWorkerSlots = 8;
@@ -494,7 +497,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"loss-arbiter-{_arbiters++}");
         for (var k = 0; k < _shards.Length; k++)
             _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound)
-                with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest,
+                with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest, ScalingWorkers = _settings.ScalingWorkers,
                     GradientNormEverySteps = _health is null ? 0 : _settings.Monitoring!.GradientNormEverySteps }, Self);
     }
 

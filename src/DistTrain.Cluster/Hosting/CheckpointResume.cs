@@ -52,8 +52,8 @@ public static class CheckpointResume
     /// <param name="layout">The model's layout.</param>
     /// <param name="log">Receives one line per skipped checkpoint and one for the chosen one.</param>
     /// <param name="matchWorkers">Require Training:Workers to equal the checkpoint's worker count (single-node mode). Cluster
-    /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for (without
-    /// shard nodes, up to Cluster:ResumeWaitSeconds, then goes on with fewer).</param>
+    /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for (up to
+    /// Cluster:ResumeWaitSeconds, then goes on with fewer).</param>
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <param name="trainSamples">The run's training samples (after limits, class filter and validation split); 0 skips that check.</param>
     /// <param name="trainDigest">The training samples' <see cref="Core.Data.LabeledDataset.ContentDigest"/>; empty skips that check,

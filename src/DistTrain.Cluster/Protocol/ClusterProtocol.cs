@@ -163,8 +163,10 @@ public static class ClusterProtocolInfo
     /// which a node of version 15, at 4 MiB, would refuse as too long a frame; 17: the shards of an epoch's first part travel as
     /// a recipe, AssignShard.Recipe, from which each worker plans them itself, and which a worker of version 16 would read as an
     /// empty shard; 18: so do a further part's, as pieces of the epoch's plan, ShardRecipe.Pieces, which a worker of version 17 would
-    /// plan as the first part's shard and stop at its digest, or refuse as out of range; and AssignShard.Epochs, the run's last epoch).</summary>
-    public const int Version = 18;
+    /// plan as the first part's shard and stop at its digest, or refuse as out of range; and AssignShard.Epochs, the run's last epoch;
+    /// 19: shard nodes scale the learning rate by the plan's workers with Training:KeepGlobalBatch, ShardPartStart.ScalingWorkers,
+    /// which a shard node of version 18 would ignore, scaling by the workers in the part after a loss).</summary>
+    public const int Version = 19;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

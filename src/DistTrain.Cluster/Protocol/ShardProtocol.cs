@@ -209,6 +209,10 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// <param name="GradientNormEverySteps">Monitoring:GradientNormEverySteps of the run, 0 or more; 0: no measurement. Otherwise the
 /// shard measures its slices of the per-tensor norms on every step whose new version is a multiple of it and sends them to the
 /// owner (<see cref="ShardHealthSquares"/>).</param>
+/// <param name="ScalingWorkers">The workers of Optimizer:ScaleLearningRateByWorkers' linear scaling rule, 0 to
+/// <see cref="UpdatePolicy.MaxWorkers"/>: with Training:KeepGlobalBatch the workers the epoch's global minibatch was planned
+/// for, as one parameter server scales by them (<see cref="ServerModel"/>'s scalingWorkers), also after a loss or in a resume
+/// with fewer workers; 0 scales by the workers in the part.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -221,7 +225,8 @@ public sealed record ShardPartStart(
     [property: Key(7)] int FirstRound = 0,
     [property: Key(8)] int CheckpointEverySteps = 0,
     [property: Key(9)] int CheckpointRequestId = 0,
-    [property: Key(10)] int GradientNormEverySteps = 0) : IRangeCheckedMessage
+    [property: Key(10)] int GradientNormEverySteps = 0,
+    [property: Key(11)] int ScalingWorkers = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -242,6 +247,7 @@ public sealed record ShardPartStart(
         if (ShardWire.AtLeast(nameof(CheckpointEverySteps), CheckpointEverySteps, 0) is { } every) return every;
         if (ShardWire.AtLeast(nameof(CheckpointRequestId), CheckpointRequestId, 0) is { } request) return request;
         if (ShardWire.AtLeast(nameof(GradientNormEverySteps), GradientNormEverySteps, 0) is { } norms) return norms;
+        if (ScalingWorkers is < 0 or > UpdatePolicy.MaxWorkers) return $"ScalingWorkers is {ScalingWorkers}, outside 0 to {UpdatePolicy.MaxWorkers}";
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
     }
 }

@@ -368,6 +368,7 @@ public static partial class CsvDataset
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
         if (!CsvOptions.IsValidSeparator(options.Separator))
             throw new DataFormatException($"Data:Csv:Separator = '{CsvOptions.Shown(options.Separator)}' cannot separate CSV columns: use {CsvOptions.SeparatorTakes}.");
+        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe); // before the gzip check reads it
         var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {

@@ -51,7 +51,7 @@ public static class ImageFile
 
     private static void Decode(string path, TensorShape shape, bool resize, Span<float> sample)
     {
-        if (InputFile.PipeProblem(path, "image file") is { } pipe) throw new DataFormatException(pipe);
+        if (InputFile.PipeProblem(path, "PNG or JPEG file") is { } pipe) throw new DataFormatException(pipe);
         using var file = File.OpenRead(path);
         if (file.Length == 0) throw new DataFormatException($"{path}: the file is empty (0 bytes), not an image. Write or copy the image again.");
         using var codec = SKCodec.Create(file, out var status)

@@ -119,6 +119,7 @@ public static class ModelInputs
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
         // rather than the IDX reader's "magic number ... this is not an IDX file". IDX files often have no extension.
+        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe); // not "its content is not IDX"
         if (Path.GetExtension(path) is { Length: > 0 } extension && !IdxFile.StartsWithMagic(path))
             throw new DataFormatException($"{path}: predict reads PNG and JPEG images ({string.Join(", ", ImageFile.Extensions)}), CSV files (.csv, .csv.gz) " +
                 $"and IDX image files (such as t10k-images-idx3-ubyte[.gz]); a '{extension.ToLowerInvariant()}' file is none of them, and its content is not IDX. " +
