@@ -352,8 +352,12 @@ public class CheckpointFormatTests : IDisposable
         var below = Path.Combine(file, "checkpoints");
         var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = below }));
         Assert.False(error.InUse);
-        Assert.StartsWith($"Could not create Checkpoint:Directory '{below}': ", error.Message);
-        Assert.EndsWith("Check Checkpoint:Directory and its permissions.", error.Message);
+        Assert.Equal($"Checkpoint:Directory '{below}' is below {file}, which is a file, not a folder, so it cannot be created. " +
+            "Give a folder for the checkpoints (it is created if missing), or move the file away.", error.Message);
+        // Another reason: the system's, with the folder named.
+        var proc = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = "/proc/disttrain-no-such-folder" }));
+        Assert.StartsWith("Could not create Checkpoint:Directory '/proc/disttrain-no-such-folder': ", proc.Message);
+        Assert.EndsWith("Check Checkpoint:Directory and its permissions.", proc.Message);
         Assert.Equal($"Checkpoint:Directory '{file}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).",
             Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = file })).Message);
 

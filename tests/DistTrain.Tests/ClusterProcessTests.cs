@@ -1037,8 +1037,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, _) = Environments(workers: 1, configPath, new Dictionary<string, string> { ["DISTTRAIN_Checkpoint__Directory"] = checkpoints });
         var ps = Start("parameter-server", configPath, psEnvironment);
         await ps.AssertExitAsync(2, Guard);
-        Assert.Contains($"error: Could not create Checkpoint:Directory '{checkpoints}': ", ps.Output);
-        Assert.Contains("Check Checkpoint:Directory and its permissions.", ps.Output);
+        Assert.Contains($"error: Checkpoint:Directory '{checkpoints}' is below {file}, which is a file, not a folder, so it cannot be created. " +
+            "Give a folder for the checkpoints (it is created if missing), or move the file away.", ps.Output);
         Assert.DoesNotContain("Waiting for", ps.Output);
         Assert.False(Directory.Exists(Path.Combine(_directory, "runs")) && Directory.EnumerateFileSystemEntries(Path.Combine(_directory, "runs")).Any(),
             "the refused node left a run folder");

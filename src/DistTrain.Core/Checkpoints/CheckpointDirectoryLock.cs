@@ -40,6 +40,22 @@ public sealed class CheckpointDirectoryLock : IDisposable
     /// <summary>The directory held.</summary>
     public string Directory { get; }
 
+    /// <summary>
+    /// The problem when <paramref name="directory"/> is a file, or below one (a/file/sub, where .NET said only "Could not find a
+    /// part of the path"), so the folder cannot be created; null otherwise.
+    /// </summary>
+    private static string? FileInTheWay(string directory)
+    {
+        if (File.Exists(directory))
+            return $"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).";
+        for (var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))); !string.IsNullOrEmpty(above) &&
+             !System.IO.Directory.Exists(above); above = Path.GetDirectoryName(above))
+            if (File.Exists(above))
+                return $"Checkpoint:Directory '{directory}' is below {above}, which is a file, not a folder, so it cannot be created. Give a folder " +
+                    "for the checkpoints (it is created if missing), or move the file away.";
+        return null;
+    }
+
     /// <summary>Creates <paramref name="directory"/> if needed and takes it for this job until <see cref="Dispose"/>.</summary>
     /// <param name="directory">Checkpoint:Directory.</param>
     /// <exception cref="CheckpointDirectoryException">Another job (in this process or another) holds the directory
@@ -50,14 +66,7 @@ public sealed class CheckpointDirectoryLock : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         var path = Path.Combine(directory, FileName);
-        if (File.Exists(directory))
-            throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
-        // A file above it (a/file/sub): .NET said only "Could not find a part of the path".
-        for (var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))); !string.IsNullOrEmpty(above) &&
-             !System.IO.Directory.Exists(above); above = Path.GetDirectoryName(above))
-            if (File.Exists(above))
-                throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is below {above}, which is a file, not a folder, so it cannot be " +
-                    "created. Give a folder for the checkpoints (it is created if missing), or move the file away.");
+        if (FileInTheWay(directory) is { } problem) throw new CheckpointDirectoryException(problem);
         try
         {
             System.IO.Directory.CreateDirectory(directory);
@@ -129,14 +138,7 @@ public sealed class CheckpointDirectoryLock : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (!options.Enabled || (options.Resume && !System.IO.Directory.Exists(options.Directory))) return;
         var directory = options.Directory;
-        if (File.Exists(directory))
-            throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
-        // A file above it (a/file/sub): .NET said only "Could not find a part of the path".
-        for (var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))); !string.IsNullOrEmpty(above) &&
-             !System.IO.Directory.Exists(above); above = Path.GetDirectoryName(above))
-            if (File.Exists(above))
-                throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is below {above}, which is a file, not a folder, so it cannot be " +
-                    "created. Give a folder for the checkpoints (it is created if missing), or move the file away.");
+        if (FileInTheWay(directory) is { } problem) throw new CheckpointDirectoryException(problem);
         try
         {
             System.IO.Directory.CreateDirectory(directory);
