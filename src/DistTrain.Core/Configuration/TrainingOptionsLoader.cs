@@ -369,13 +369,10 @@ public static partial class TrainingOptionsLoader
 
     /// <summary>
     /// The keys (<c>Training:Epochs</c>, <c>Model:Layers:0</c>) whose value in <paramref name="json"/> is a JSON null, in
-    /// file order. Read with the JSON configuration provider's leniency (comments, trailing commas); called only on a file
-    /// that provider has read.
+    /// file order; <paramref name="empties"/> gets the keys whose value is an empty object or list (<c>{}</c>, <c>[]</c>), with
+    /// which of the two, in file order. Read with the JSON configuration provider's leniency (comments, trailing commas);
+    /// called only on a file that provider has read.
     /// </summary>
-    internal static List<string> NullValues(byte[] json) => NullValues(json, out _);
-
-    /// <summary>As <see cref="NullValues(byte[])"/>; <paramref name="empties"/> gets the keys whose value is an empty object or
-    /// list (<c>{}</c>, <c>[]</c>), with which of the two, in file order.</summary>
     internal static List<string> NullValues(byte[] json, out List<(string Key, bool List)> empties)
     {
         var keys = new List<string>();

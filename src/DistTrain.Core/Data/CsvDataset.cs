@@ -368,11 +368,11 @@ public static partial class CsvDataset
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
         if (!CsvOptions.IsValidSeparator(options.Separator))
             throw new DataFormatException($"Data:Csv:Separator = '{CsvOptions.Shown(options.Separator)}' cannot separate CSV columns: use {CsvOptions.SeparatorTakes}.");
-        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe); // before the gzip check reads it
         var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {
-            if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) GzipFile.CheckComplete(path);
+            if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase))
+                using (var file = OpenFile(path)) GzipFile.CheckComplete(path, file);
             CheckText(path);
             before = LinesBefore(path, options);
             using var text = OpenText(path);
@@ -674,11 +674,15 @@ public static partial class CsvDataset
 
     private static TextReader OpenText(string path) => new StreamReader(OpenBytes(path));
 
+    /// <summary>The file as it is on disk; a pipe (which cannot be read twice, nor by size) is refused by name.</summary>
+    /// <exception cref="DataFormatException"><paramref name="path"/> is a pipe, FIFO or terminal.</exception>
+    private static FileStream OpenFile(string path) =>
+        InputFile.PipeProblem(path, "data file") is { } pipe ? throw new DataFormatException(pipe) : File.OpenRead(path);
+
     /// <summary>The file's bytes, decompressed for a <c>.gz</c> name.</summary>
     private static Stream OpenBytes(string path)
     {
-        if (InputFile.PipeProblem(path, "data file") is { } pipe) throw new DataFormatException(pipe);
-        Stream stream = File.OpenRead(path);
+        var stream = OpenFile(path);
         return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
     }
 
