@@ -45,6 +45,10 @@ public sealed class InputFileTests : IDisposable
         Assert.Equal(Refusal(fifo, "data file"), csv.Message);
         var idx = await Assert.ThrowsAsync<DataFormatException>(() => Task.Run(() => IdxFile.Read(fifo, 1)).WithTestTimeout(30));
         Assert.Equal(Refusal(fifo, "data file"), idx.Message);
+        // A gzip-compressed CSV name: its completeness check opens the file first, through the same check.
+        var gzip = Fifo("train.csv.gz");
+        var compressed = await Assert.ThrowsAsync<DataFormatException>(() => Task.Run(() => CsvDataset.Read(gzip, new CsvOptions())).WithTestTimeout(30));
+        Assert.Equal(Refusal(gzip, "data file"), compressed.Message);
     }
 
     [Fact]
