@@ -169,6 +169,7 @@ internal static class TrainCommand
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
         if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
         foreach (var warning in RunWarnings(options, data.Train, loop.Workers, data.Labels)) CliConsole.Fail("warning", warning);
+        if (ShardNodesUnused(options.Cluster) is { } shardNodes) CliConsole.Fail("warning", shardNodes);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
@@ -408,6 +409,17 @@ internal static class TrainCommand
             foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
                 if (SkippedImages(folder) is { } skipped) yield return skipped;
     }
+
+    /// <summary>
+    /// A warning for single-node <c>disttrain train</c> with Cluster:ShardNodes = true: shard nodes are separate processes of a
+    /// cluster, and this run has none, so its Cluster:ParameterServerShards shards (if more than 1) run in this process. Null
+    /// when ShardNodes is false. Not for the parameter-server node, which places its shards on shard nodes.
+    /// </summary>
+    internal static string? ShardNodesUnused(ClusterOptions cluster) =>
+        !cluster.ShardNodes ? null
+        : "Cluster:ShardNodes = true is not used by single-node disttrain train, which has no shard nodes: " +
+          (cluster.ParameterServerShards > 1 ? $"its {cluster.ParameterServerShards} parameter-server shards run in this process. " : "its parameter server runs in this process. ") +
+          "Shard nodes serve a cluster (deploy/local/cluster.sh starts them, or disttrain node --role parameter-shard); remove ShardNodes for this run.";
 
     /// <summary>
     /// Training:AccumulationSteps above 1 in a model with BatchNorm: each micro-batch is normalized with its own batch statistics,

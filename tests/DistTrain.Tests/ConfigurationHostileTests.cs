@@ -51,7 +51,7 @@ public class ConfigurationHostileTests : IDisposable
         Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems(string.Concat(Enumerable.Repeat("{\"a\":", 10_000)))));
         Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Training": {"Epochs": 3,}""")));
         // A key given twice is valid JSON: it is named as given twice, not as JSON that is not valid (the file has no model too).
-        Assert.Equal("Training:Epochs is given twice in hostile.json, as \"Epochs\" on line 1 and \"Epochs\" on line 1: a setting takes one value, and the file is refused. Keep one of them.",
+        Assert.Equal("Training:Epochs is given twice in hostile.json, as \"Epochs\" on line 1, column 15 and \"Epochs\" on line 1, column 28: a setting takes one value, and the file is refused. Keep one of them.",
             Problems("""{"Training": {"Epochs": 3, "Epochs": 4}}""")[0]);
         Assert.StartsWith("Model:Layers is empty", Problems("""{"Training": {"Epochs": 3, "Epochs": 4}}""")[1]);
         // The position as an editor shows it, from 1 (System.Text.Json counts from 0: "LineNumber: 1 | BytePositionInLine: 15").

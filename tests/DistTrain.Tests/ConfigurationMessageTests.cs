@@ -410,11 +410,14 @@ public class ConfigurationMessageTests
         // The same spelling twice.
         Assert.Equal(["Training:Epochs is given twice in test.json, as \"Epochs\" on line 1 and \"Epochs\" on line 2: a setting takes one value, and the file is refused. Keep one of them."],
             Repeats("{ \"Training\": { \"Epochs\": 2,\n \"Epochs\": 3 } }"));
+        // A section given twice on one line: the two givings are told apart by their columns.
+        Assert.Equal(["Training:Epochs is given twice in test.json, as \"Epochs\" on line 1, column 14 and \"Epochs\" on line 1, column 38: a setting takes one value, and the file is refused. Keep one of them."],
+            Repeats("{\"Training\":{\"Epochs\":1},\"Training\":{\"Epochs\":2}}"));
         // The file's other problems come in the same go, read with the first of each repeated setting (before, the repeat
         // alone was reported, and the rest only once it was fixed). The first value stands: 0.05 is in range, -1 would not be.
         Assert.Equal([
             "Optimizer:LearningRate is given twice in test.json, as \"LearningRate\" on line 1 and \"learningrate\" on line 2" + fix,
-            "Model:Layers:0:Units is given twice in test.json, as \"Units\" on line 3 and \"units\" on line 3" + fix,
+            "Model:Layers:0:Units is given twice in test.json, as \"Units\" on line 3, column 43 and \"units\" on line 3, column 56" + fix,
             "Training:Epochs = 0 (in test.json) is out of range: allowed [1, 10000].",
         ], Problems("{ \"Optimizer\": { \"LearningRate\": 0.05,\n \"learningrate\": -1 }, \"Training\": { \"Epochs\": 0 },\n" +
             " \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10, \"units\": 3 }] } }"));

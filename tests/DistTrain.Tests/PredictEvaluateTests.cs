@@ -85,6 +85,27 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(250, ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromIdx, resize: false).Data.Count);
     }
 
+    /// <summary>A CSV file of another width for a model trained on image folders (the 65 columns of scikit-learn's digits for a
+    /// 784-feature model) is named by its column count, not by its first label that is not one of the model's class names; a
+    /// file of the right width with such labels is still named by its label.</summary>
+    [Fact]
+    public void Evaluate_names_the_column_count_of_a_csv_of_another_width_for_an_image_folder_model()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        var fromFolders = new TrainedModel(options, weights, normalizer,
+            new DataMetadata(DataFormat.ImageFolder, 255f, ImageFolderTests.FashionNames.Order(StringComparer.Ordinal).ToArray(), LabelsAreNames: true,
+                null, null, false, []).ToMetadata());
+        var narrow = Path.Combine(_directory, "digits.csv");
+        File.WriteAllLines(narrow, Enumerable.Range(0, 3).Select(row => string.Join(",", Enumerable.Repeat("1", 64).Append($"{row}"))));
+        Assert.Equal($"{narrow}: rows have 65 columns, but the model reads 784 features ([784]), so evaluate needs 785 columns: the features and the label. " +
+            "Give a file written for this model.", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(narrow, fromFolders, resize: false)).Message);
+        var wide = Path.Combine(_directory, "numbered.csv");
+        File.WriteAllLines(wide, Enumerable.Range(0, 3).Select(row => string.Join(",", Enumerable.Repeat("1", 784).Append($"{row}"))));
+        Assert.DoesNotContain("columns", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(wide, fromFolders, resize: false)).Message);
+    }
+
     /// <summary>
     /// A model trained on IDX data numbers its classes without names. Evaluating it on a folder of named class sub-folders
     /// said the sub-folders "are not classes of the training folder", a folder the model never had: the message now says

@@ -296,6 +296,21 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected, TrainCommand.WarmupOutlastsRun(options, trainSamples: 350));
     }
 
+    [Fact]
+    public void Shard_nodes_in_a_single_node_run_are_warned_of_as_unused()
+    {
+        var cluster = new ClusterOptions();
+        Assert.Null(TrainCommand.ShardNodesUnused(cluster));
+        cluster.ShardNodes = true;
+        cluster.ParameterServerShards = 2;
+        Assert.Equal("Cluster:ShardNodes = true is not used by single-node disttrain train, which has no shard nodes: its 2 parameter-server shards run " +
+            "in this process. Shard nodes serve a cluster (deploy/local/cluster.sh starts them, or disttrain node --role parameter-shard); remove ShardNodes for this run.",
+            TrainCommand.ShardNodesUnused(cluster));
+        cluster.ParameterServerShards = 1;
+        Assert.StartsWith("Cluster:ShardNodes = true is not used by single-node disttrain train, which has no shard nodes: its parameter server runs in this process.",
+            TrainCommand.ShardNodesUnused(cluster));
+    }
+
     [Theory]
     // 1,000 samples over 2 workers: shards of 500, 8 micro-batches of 64. 1,024 × 64 = 65,536 samples per minibatch.
     [InlineData(TrainingMode.Sync, 1024, 64, "Training:AccumulationSteps = 1,024 makes each worker's minibatch 65,536 samples (Training:BatchSizePerWorker 64 × 1,024), " +

@@ -476,7 +476,10 @@ public static partial class TrainingOptionsLoader
             var spellings = distinct.Select(g => g.Key).Distinct(StringComparer.Ordinal).Count();
             // The spelling of the last step alone when the steps before it are spelt alike.
             var parentsAlike = distinct.Select(g => g.Key[..Math.Max(0, g.Key.LastIndexOf(':'))]).Distinct(StringComparer.Ordinal).Count() == 1;
-            var shown = distinct.Select(g => $"\"{(parentsAlike ? g.Key[(g.Key.LastIndexOf(':') + 1)..] : g.Key)}\" on line {Line(g.Offset)}").ToList();
+            // Givings that share a line (a one-line file, or a section given twice on one line) are told apart by their columns.
+            var sharedLines = distinct.GroupBy(g => Line(g.Offset)).Where(line => line.Count() > 1).Select(line => line.Key).ToHashSet();
+            var shown = distinct.Select(g => $"\"{(parentsAlike ? g.Key[(g.Key.LastIndexOf(':') + 1)..] : g.Key)}\" on line {Line(g.Offset)}" +
+                (sharedLines.Contains(Line(g.Offset)) ? $", column {Column(g.Offset)}" : "")).ToList();
             var list = string.Join(", ", shown[..^1]) + " and " + shown[^1];
             problems.Add(spellings > 1
                 ? $"{key} is given {times} in {source}, as {list}: keys are matched ignoring case, so these are one setting, and the file is refused " +
@@ -486,6 +489,13 @@ public static partial class TrainingOptionsLoader
         return problems;
 
         int Line(int offset) => json.AsSpan(0, start + offset).Count((byte)'\n') + 1;
+
+        // In characters from 1, as an editor counts them.
+        int Column(int offset)
+        {
+            var before = json.AsSpan(0, start + offset);
+            return System.Text.Encoding.UTF8.GetCharCount(before[(before.LastIndexOf((byte)'\n') + 1)..]) + 1;
+        }
 
         void Visit(ref Utf8JsonReader reader, List<(string Name, int Offset, bool List)> path)
         {

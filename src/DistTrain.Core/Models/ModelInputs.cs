@@ -368,8 +368,20 @@ public static class ModelInputs
             var csv = CsvSettings(model, path, skipRows);
             // A model trained on some classes only (Data:Classes): rows of other labels are left out, as training leaves them
             // out; named labels not among the model's names are such rows (the model knows only the names it kept).
-            var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
-                leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0, forModel: true));
+            CsvDataset.LabeledFile file;
+            try
+            {
+                file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
+                    leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0, forModel: true));
+            }
+            catch (DataFormatException) when (model.Data.Csv is null && CsvDataset.FirstRowCells(path, ',', csv.SkipRows) is { } cells &&
+                cells.Length != model.InputShape.Size + 1 && cells.Length != model.InputShape.Size)
+            {
+                // A model trained on images has no CSV columns: a file of another width was not written for it, whatever its
+                // labels say (an image-folder model's class names would otherwise be the first complaint).
+                throw new DataFormatException($"{path}: rows have {cells.Length} columns, but the model reads {model.InputShape.Size} features " +
+                    $"({model.InputShape}), so evaluate needs {model.InputShape.Size + 1} columns: the features and the label. Give a file written for this model.");
+            }
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             List<string> otherLabels = [.. file.LeftOutLabels];
             if (!model.Data.LabelsAreNames && classes.Count > 0)
