@@ -103,10 +103,25 @@ public sealed class ResumeHyperparameterTests : IDisposable
         Assert.DoesNotContain(lines, l => l.Contains("anneals", StringComparison.Ordinal));
     }
 
+    /// <summary>The learning rate and L2 may change on resume, and the resume says which changed, from what (before, it went
+    /// on without a word); the same settings give no such line.</summary>
     [Fact]
-    public async Task The_learning_rate_may_change_on_resume()
+    public async Task The_learning_rate_may_change_on_resume_and_the_resume_names_the_change()
     {
-        await Run(Adam(epochs: 1, resume: false));
+        var run = await Run(Adam(epochs: 1, resume: false));
+        var layout = run.FinalWeights.Layout;
+        Assert.Contains("\"Optimizer:LearningRate\":0.003", SafeTensors.ReadMetadata(new CheckpointStore(_directory, 10).List()[0])["update_settings"]);
+        var lines = new List<string>();
+        CheckpointResume.Find(Adam(epochs: 2, resume: true, o => { o.LearningRate = 0.001; o.L2 = 0.002; }), layout, lines.Add);
+        var notice = Assert.Single(lines, l => l.Contains("other update settings", StringComparison.Ordinal));
+        Assert.EndsWith(" was written by a run with other update settings: Optimizer:LearningRate = 0.001, the checkpoint's is 0.003; Optimizer:L2 = 0.002, " +
+            "the checkpoint's is 0.0001. A resume may change them: this run goes on from the checkpoint's position with its own. To go on as the checkpoint's " +
+            "run did, resume with its values.", notice);
+        Assert.Equal("warning", DistTrain.Cli.TrainCommand.ResumeLineLabel(notice));
+        lines.Clear();
+        CheckpointResume.Find(Adam(epochs: 2, resume: true), layout, lines.Add);
+        Assert.DoesNotContain(lines, l => l.Contains("update settings", StringComparison.Ordinal));
+
         var resumed = await Run(Adam(epochs: 2, resume: true, o => o.LearningRate = 0.001));
         Assert.Equal(20, resumed.Version);
     }

@@ -22,8 +22,11 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="DataSettings">The run's data settings as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.DataSettings"/>); empty records none.</param>
 /// <param name="ModelSettings">The run's layers and loss as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.ModelSettings"/>); empty records none.</param>
 /// <param name="RunEpochs">Training:Epochs, recorded likewise (<see cref="TrainingCheckpoint.RunEpochs"/>); 0 records none.</param>
+/// <param name="UpdateSettings">The learning rate, its schedule, L1, L2 and clipping as canonical JSON, recorded for a resume to
+/// name the ones it changes (<see cref="TrainingCheckpoint.UpdateSettings"/>); empty records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
-    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0)
+    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0,
+    string UpdateSettings = "")
 {
     /// <summary>The checkpoint of <paramref name="weights"/> and the optimizer's state at <paramref name="position"/>, with this run's
     /// settings recorded for a resume to check.</summary>
@@ -37,7 +40,7 @@ public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, i
         long optimizerSteps, long version, CheckpointPosition position) =>
         new(weights, optimizerState, optimizer.Kind, optimizerSteps, version, position.Epoch, position.Round, ShardSeed, position.Workers, BatchSizePerWorker,
             position.EpochSamples, position.EpochLossSum, JobId, optimizer.StateHyperparameters(), Mode, position.TrainedAhead, TrainSamples)
-            { DataSettings = DataSettings, ModelSettings = ModelSettings, RunEpochs = RunEpochs };
+            { DataSettings = DataSettings, ModelSettings = ModelSettings, RunEpochs = RunEpochs, UpdateSettings = UpdateSettings };
 }
 
 /// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>

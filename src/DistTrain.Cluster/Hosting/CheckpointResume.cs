@@ -163,6 +163,7 @@ public static class CheckpointResume
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed {AllEpochs(checkpoint.Epoch - 1)} and Training:Epochs = {loop.Epochs}. " +
                 $"Raise {EpochsSetting(settings)} to train further.");
         if (!trained && CosineSpanChange(checkpoint, options, settings) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
+        if (!trained && UpdateChanges(checkpoint, search.Path!, options) is { } updateChanges) log(updateChanges);
         if (!trained && WorkerStateRestarts(options) is { } restarts) log(restarts);
         log(trained
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, {AllEpochs(loop.Epochs)} trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
@@ -339,6 +340,45 @@ public static class CheckpointResume
         return System.Text.Json.JsonSerializer.Serialize(settings);
     }
 
+    /// <summary>
+    /// The update settings a checkpoint records and a resume may change (<see cref="TrainingCheckpoint.UpdateSettings"/>), as
+    /// canonical JSON: Optimizer:LearningRate, L1, L2, GradientClipNorm, ScaleLearningRateByWorkers and each Optimizer:Schedule
+    /// setting. A resume that changes any of them is told which (<see cref="UpdateChanges"/>), since the run then goes on
+    /// differently from the checkpoint's (a resume with another learning rate went on without a word before).
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    public static string UpdateSettingsOf(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var optimizer = options.Optimizer;
+        var settings = new Dictionary<string, object>
+        {
+            ["Optimizer:LearningRate"] = optimizer.LearningRate,
+            ["Optimizer:L1"] = optimizer.L1,
+            ["Optimizer:L2"] = optimizer.L2,
+            ["Optimizer:GradientClipNorm"] = optimizer.GradientClipNorm,
+            ["Optimizer:ScaleLearningRateByWorkers"] = optimizer.ScaleLearningRateByWorkers,
+        };
+        foreach (var property in typeof(LearningRateScheduleOptions).GetProperties().Where(p => p.CanRead && p.CanWrite).OrderBy(p => p.Name, StringComparer.Ordinal))
+            settings[$"Optimizer:Schedule:{property.Name}"] = property.GetValue(optimizer.Schedule) is Enum kind ? kind.ToString() : property.GetValue(optimizer.Schedule)!;
+        return System.Text.Json.JsonSerializer.Serialize(settings);
+    }
+
+    /// <summary>
+    /// The notice for a resume whose update settings differ from those <paramref name="checkpoint"/>'s run recorded: which
+    /// changed, from what to what; null when none did or the checkpoint records none.
+    /// </summary>
+    /// <param name="checkpoint">The checkpoint resumed from.</param>
+    /// <param name="path">Its file, named in the notice.</param>
+    /// <param name="options">The resumed run's options.</param>
+    internal static string? UpdateChanges(TrainingCheckpoint checkpoint, string path, TrainingOptions options)
+    {
+        var changes = Changes(checkpoint.UpdateSettings, UpdateSettingsOf(options)).ToList();
+        return changes.Count == 0 ? null
+            : $"Checkpoint {path} was written by a run with other update settings: {string.Join("; ", changes)}. A resume may change them: " +
+              "this run goes on from the checkpoint's position with its own. To go on as the checkpoint's run did, resume with its values.";
+    }
+
     /// <summary>The name under which <see cref="DataSettingsOf"/> records the training samples' digest, as a refusal shows it.</summary>
     public const string TrainDigestKey = "the training samples (SHA-256 of their labels and values)";
 
@@ -438,7 +478,8 @@ public static class CheckpointResume
         var c = options.Checkpoint;
         return c.Enabled
             ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
-                options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options), options.Training.Epochs)
+                options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options), options.Training.Epochs,
+                UpdateSettingsOf(options))
             : null;
     }
 

@@ -64,6 +64,7 @@ public sealed record ParameterShard(int Index, int Start, int End, int Trainable
             source.Mode, source.TrainedAhead, source.TrainSamples)
         {
             DataSettings = source.DataSettings, ModelSettings = source.ModelSettings, RunEpochs = source.RunEpochs, ShardShuffle = source.ShardShuffle,
+            UpdateSettings = source.UpdateSettings,
         };
 }
 

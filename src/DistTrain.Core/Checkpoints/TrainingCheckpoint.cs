@@ -29,7 +29,8 @@ namespace DistTrain.Core.Checkpoints;
 /// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained), <c>data_sha256</c>,
 /// the SHA-256 of every byte after the header, and <c>metadata_sha256</c>, that of the other metadata entries
 /// (<see cref="SafeTensors.MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
-/// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config.</para>
+/// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config; <c>update_settings</c> (the learning
+/// rate, its schedule, L1, L2 and clipping), which a resume may change and is told of when it does.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
 /// </remarks>
@@ -149,6 +150,13 @@ public sealed class TrainingCheckpoint
     /// follows another curve from its position on); 0 for a checkpoint that does not record it (written by an earlier version).
     /// </summary>
     public int RunEpochs { get; init; }
+
+    /// <summary>
+    /// The settings of the update the run applied (Optimizer:LearningRate, its Schedule, L1, L2, GradientClipNorm and
+    /// ScaleLearningRateByWorkers) as canonical JSON: a resume may change them, and says which it changed; empty for a
+    /// checkpoint that does not record them (written by an earlier version).
+    /// </summary>
+    public string UpdateSettings { get; init; } = "";
 
     /// <summary>
     /// <see cref="Data.ShardPlanner.ReferenceDigest"/> of the build that wrote it (16 hex digits): how that build and its .NET
@@ -393,6 +401,7 @@ public sealed class TrainingCheckpoint
         ["data_settings"] = DataSettings,
         ["model_settings"] = ModelSettings,
         ["run_epochs"] = Invariant(RunEpochs),
+        ["update_settings"] = UpdateSettings,
         ["shard_shuffle"] = ShardShuffle,
     };
 
@@ -543,6 +552,7 @@ public sealed class TrainingCheckpoint
                 DataSettings = metadata.GetValueOrDefault("data_settings", ""), // optional likewise
                 ModelSettings = metadata.GetValueOrDefault("model_settings", ""),
                 RunEpochs = metadata.ContainsKey("run_epochs") ? GetInt("run_epochs") : 0, // optional likewise
+                UpdateSettings = metadata.GetValueOrDefault("update_settings", ""), // optional likewise
                 WrittenAt = WrittenAtOf(path, metadata), // optional likewise
                 ShardShuffle = metadata.GetValueOrDefault("shard_shuffle", ""), // optional likewise
             };
