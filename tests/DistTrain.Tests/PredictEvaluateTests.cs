@@ -87,7 +87,7 @@ public class PredictEvaluateTests : IDisposable
 
     /// <summary>A CSV file of another width for a model trained on image folders (the 65 columns of scikit-learn's digits for a
     /// 784-feature model) is named by its column count, not by its first label that is not one of the model's class names; a
-    /// file of the right width with such labels is still named by its label.</summary>
+    /// file of the right width with such labels is still named by its first such label.</summary>
     [Fact]
     public void Evaluate_names_the_column_count_of_a_csv_of_another_width_for_an_image_folder_model()
     {
@@ -103,7 +103,9 @@ public class PredictEvaluateTests : IDisposable
             "Give a file written for this model.", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(narrow, fromFolders, resize: false)).Message);
         var wide = Path.Combine(_directory, "numbered.csv");
         File.WriteAllLines(wide, Enumerable.Range(0, 3).Select(row => string.Join(",", Enumerable.Repeat("1", 784).Append($"{row}"))));
-        Assert.DoesNotContain("columns", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(wide, fromFolders, resize: false)).Message);
+        Assert.Equal($"{wide}: line 1, column 'column 784': label '0' is not one of the class names 'Ankle boot', 'Bag', 'Coat', 'Dress', 'Pullover', " +
+            "'Sandal', 'Shirt', 'Sneaker', 'T-shirt_top', 'Trouser', the training data's classes.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(wide, fromFolders, resize: false)).Message);
     }
 
     /// <summary>

@@ -120,7 +120,11 @@ public sealed class ResumeHyperparameterTests : IDisposable
         Assert.Equal("warning", DistTrain.Cli.TrainCommand.ResumeLineLabel(notice));
         lines.Clear();
         CheckpointResume.Find(Adam(epochs: 2, resume: true), layout, lines.Add);
+        // A schedule setting that neither side's kind uses (Gamma under Constant) is no change.
+        CheckpointResume.Find(Adam(epochs: 2, resume: true, o => o.Schedule.Gamma = 0.5), layout, lines.Add);
         Assert.DoesNotContain(lines, l => l.Contains("update settings", StringComparison.Ordinal));
+        CheckpointResume.Find(Adam(epochs: 2, resume: true, o => o.Schedule.Kind = LearningRateScheduleKind.Exponential), layout, lines.Add);
+        Assert.Contains(": Optimizer:Schedule:Kind = Exponential, the checkpoint's is Constant. A resume may change them", Assert.Single(lines, l => l.Contains("update settings", StringComparison.Ordinal)));
 
         var resumed = await Run(Adam(epochs: 2, resume: true, o => o.LearningRate = 0.001));
         Assert.Equal(20, resumed.Version);

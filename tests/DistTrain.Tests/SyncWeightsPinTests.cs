@@ -28,6 +28,8 @@ public partial class SyncWeightsPinTests
         ["SkylakeX/1/Vector512"] = "3a049a8973720e22a2d8006b4c3a8c83fecd3b3beaccb9727b4c745dfea283bc",
         // OPENBLAS_CORETYPE=Haswell on the same AVX-512 machine; recorded from a commit that still gave the SkylakeX hash above.
         ["Haswell/1/Vector512"] = "e5e70bd70ca99cc17e67a65b260b57f5f2c56ff8581898082f41d803e7856efd",
+        // An AVX2 machine (AMD EPYC without AVX-512), recorded from 979c8e0: the same bytes as with 512-bit vectors here.
+        ["Haswell/1/Vector256"] = "e5e70bd70ca99cc17e67a65b260b57f5f2c56ff8581898082f41d803e7856efd",
     };
 
     /// <summary>As <see cref="Pinned"/>, for the run with uneven shards, a short last minibatch, Adam and a schedule.</summary>
@@ -35,6 +37,7 @@ public partial class SyncWeightsPinTests
     {
         ["SkylakeX/1/Vector512"] = "a59efff899010d527d7d521340e8c30bd8acd1e83f4e1d78499d30a2dd1ef81b",
         ["Haswell/1/Vector512"] = "2f9941191e59a09ef9c22ebd6d8a9ff08c3800ba999f853bf4a3471a3d978935",
+        ["Haswell/1/Vector256"] = "5d39072d0c96dae796ae1f01d3e91956b8207676653ece01e4d625b8743e0708", // from 979c8e0, as above
     };
 
     /// <summary>The OpenBLAS kernel (or Managed), the threads per product, and the widest accelerated vector.</summary>

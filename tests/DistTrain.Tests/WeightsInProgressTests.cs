@@ -109,7 +109,14 @@ public class WeightsInProgressTests
         Assert.True(progress.CopyTo(new float[8], out _, out _, out generation));
         Assert.False(progress.WaitForBroadcast(generation, TimeSpan.FromMilliseconds(5), out _)); // never published: the wait runs out
         var late = Task.Run(() => progress.WaitForBroadcast(generation, Wait, out _));
+        await Task.Delay(20);
+        Assert.False(late.IsCompleted); // waiting for a publish
         progress.Begin(weights, version: 16); // begun again under the waiter
         Assert.False(await late.WaitAsync(Wait));
+        // A publish of the later write does not answer a wait for the earlier one.
+        progress.Advance(8);
+        progress.Finish();
+        Assert.True(progress.Publish(new WeightsUpdated(2, 9, 16, weights)));
+        Assert.False(progress.WaitForBroadcast(generation, TimeSpan.FromMilliseconds(5), out _));
     }
 }

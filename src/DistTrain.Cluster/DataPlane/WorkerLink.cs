@@ -307,7 +307,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
                 slot.Abandon();
                 return;
             }
-            if (!progress.WaitForBroadcast(generation, PublishWait, out header))
+            // The header must be of the copy's own broadcast (its version); else the message announces it, as before.
+            if (!progress.WaitForBroadcast(generation, PublishWait, out header) || header.Version != version)
             {
                 _filledEarly = (weights, version, slot);
                 return;

@@ -342,9 +342,11 @@ public static class CheckpointResume
 
     /// <summary>
     /// The update settings a checkpoint records and a resume may change (<see cref="TrainingCheckpoint.UpdateSettings"/>), as
-    /// canonical JSON: Optimizer:LearningRate, L1, L2, GradientClipNorm, ScaleLearningRateByWorkers and each Optimizer:Schedule
-    /// setting. A resume that changes any of them is told which (<see cref="UpdateChanges"/>), since the run then goes on
-    /// differently from the checkpoint's (a resume with another learning rate went on without a word before).
+    /// canonical JSON: Optimizer:LearningRate, L1, L2, GradientClipNorm, Nesterov, DecayBiasAndNormParameters,
+    /// ScaleLearningRateByWorkers (outside Async, which does not use it), Optimizer:Schedule:Kind and WarmupSteps, and the
+    /// schedule settings its kind and warmup use. A resume that changes any of them is told which (<see cref="UpdateChanges"/>),
+    /// since the run then goes on differently from the checkpoint's (a resume with another learning rate went on without a
+    /// word before). Settings that one side does not use are not compared.
     /// </summary>
     /// <param name="options">Validated options.</param>
     public static string UpdateSettingsOf(TrainingOptions options)
@@ -357,10 +359,17 @@ public static class CheckpointResume
             ["Optimizer:L1"] = optimizer.L1,
             ["Optimizer:L2"] = optimizer.L2,
             ["Optimizer:GradientClipNorm"] = optimizer.GradientClipNorm,
-            ["Optimizer:ScaleLearningRateByWorkers"] = optimizer.ScaleLearningRateByWorkers,
+            ["Optimizer:Nesterov"] = optimizer.Nesterov,
+            ["Optimizer:DecayBiasAndNormParameters"] = optimizer.DecayBiasAndNormParameters,
         };
-        foreach (var property in typeof(LearningRateScheduleOptions).GetProperties().Where(p => p.CanRead && p.CanWrite).OrderBy(p => p.Name, StringComparer.Ordinal))
-            settings[$"Optimizer:Schedule:{property.Name}"] = property.GetValue(optimizer.Schedule) is Enum kind ? kind.ToString() : property.GetValue(optimizer.Schedule)!;
+        if (options.Training.Mode != TrainingMode.Async) settings["Optimizer:ScaleLearningRateByWorkers"] = optimizer.ScaleLearningRateByWorkers;
+        var schedule = optimizer.Schedule;
+        settings["Optimizer:Schedule:Kind"] = schedule.Kind.ToString();
+        if (schedule.Kind == LearningRateScheduleKind.Step) settings["Optimizer:Schedule:StepEpochs"] = schedule.StepEpochs;
+        if (schedule.Kind is LearningRateScheduleKind.Step or LearningRateScheduleKind.Exponential) settings["Optimizer:Schedule:Gamma"] = schedule.Gamma;
+        if (schedule.Kind == LearningRateScheduleKind.Cosine) settings["Optimizer:Schedule:MinLearningRate"] = schedule.MinLearningRate;
+        settings["Optimizer:Schedule:WarmupSteps"] = schedule.WarmupSteps;
+        if (schedule.WarmupSteps > 0) settings["Optimizer:Schedule:WarmupStartFactor"] = schedule.WarmupStartFactor;
         return System.Text.Json.JsonSerializer.Serialize(settings);
     }
 

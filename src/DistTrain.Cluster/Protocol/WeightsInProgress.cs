@@ -56,10 +56,14 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
     public void Begin(float[] weights, long version)
     {
         ArgumentNullException.ThrowIfNull(weights);
+        // The new generation first, as abandoned, behind a full fence: a reader that reads the array, the version or a
+        // published header after this sees the stamp changed when it checks again, so it never pairs the new fields with the
+        // old generation. Then the fields, then the state the readers wait for.
+        var generation = (Volatile.Read(ref _stamp) >> 2) + 1;
+        Interlocked.Exchange(ref _stamp, generation << 2 | Abandoned);
         Volatile.Write(ref _written, 0);
         Volatile.Write(ref _weights, weights);
         Volatile.Write(ref _version, version);
-        var generation = (Volatile.Read(ref _stamp) >> 2) + 1;
         Interlocked.Exchange(ref _stamp, generation << 2 | Writing); // a full fence: no write of the step passes it
     }
 

@@ -494,7 +494,7 @@ public static partial class TrainingOptionsLoader
         int Column(int offset)
         {
             var before = json.AsSpan(0, start + offset);
-            return System.Text.Encoding.UTF8.GetCharCount(before[(before.LastIndexOf((byte)'\n') + 1)..]) + 1;
+            return System.Text.Encoding.UTF8.GetCharCount(before[Math.Max(start, before.LastIndexOf((byte)'\n') + 1)..]) + 1; // a byte-order mark is no column
         }
 
         void Visit(ref Utf8JsonReader reader, List<(string Name, int Offset, bool List)> path)

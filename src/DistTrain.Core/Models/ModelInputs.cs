@@ -374,11 +374,12 @@ public static class ModelInputs
                 file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
                     leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0, forModel: true));
             }
-            catch (DataFormatException) when (model.Data.Csv is null && CsvDataset.FirstRowCells(path, ',', csv.SkipRows) is { } cells &&
+            catch (DataFormatException) when (model.Data is { Csv: null, LabelsAreNames: true } && CsvDataset.FirstRowCells(path, ',', csv.SkipRows) is { Length: > 1 } cells &&
                 cells.Length != model.InputShape.Size + 1 && cells.Length != model.InputShape.Size)
             {
-                // A model trained on images has no CSV columns: a file of another width was not written for it, whatever its
-                // labels say (an image-folder model's class names would otherwise be the first complaint).
+                // A model trained on image folders has no CSV columns: a comma-separated file of another width was not written
+                // for it, whatever its labels say (the model's class names would otherwise be the first complaint, as the
+                // file's labels are not among them).
                 throw new DataFormatException($"{path}: rows have {cells.Length} columns, but the model reads {model.InputShape.Size} features " +
                     $"({model.InputShape}), so evaluate needs {model.InputShape.Size + 1} columns: the features and the label. Give a file written for this model.");
             }
