@@ -438,37 +438,6 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         late.ReleaseShared();
     }
 
-    /// <summary>
-    /// When the server publishes the broadcast of a write the link copied (<see cref="WeightsInProgress.Publish"/>, before it
-    /// sends the message), the link announces it at once: the worker gets the weights with the broadcast's header while the
-    /// message has not been sent to the link at all, and the message, when it comes, sends nothing more.
-    /// </summary>
-    [Fact]
-    public async Task A_published_broadcast_is_announced_before_its_message_reaches_the_link_and_only_once()
-    {
-        var (worker, serverSide, parameterServer) = await LinkedPairAsync(serverOffers: true, workerAccepts: true);
-        var progress = new WeightsInProgress();
-        for (var version = 3L; version < 8; version++) // more rounds than the region's three weight slots
-        {
-            var weights = Enumerable.Range(0, 10).Select(i => version * 10f + i).ToArray();
-            var (sent, shared) = (TensorFrame.BytesSent, TensorFrame.SharedBytesSent);
-            progress.Begin(weights, version);
-            parameterServer.Send(serverSide, progress);
-            progress.Advance(10);
-            progress.Finish();
-            var broadcast = new WeightsUpdated(2, (int)version, version, weights, part: 1, endRound: 40);
-            Assert.True(progress.Publish(broadcast));
-            var arrived = worker.ExpectMsg<WeightsUpdated>(Wait); // the message itself was not sent yet
-            Assert.Equal((2, (int)version, version, 1, 40), (arrived.Epoch, arrived.Round, arrived.Version, arrived.Part, arrived.EndRound));
-            Assert.Equal(weights, arrived.Values().ToArray());
-            arrived.ReleaseShared();
-            parameterServer.Send(serverSide, broadcast);
-            await serverSide.Ask<ActorIdentity>(new Identify(version), Wait); // the link has handled the message
-            Assert.Equal((TensorFrame.HeaderSize + 40L, 40L), (TensorFrame.BytesSent - sent, TensorFrame.SharedBytesSent - shared));
-        }
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no broadcast went out twice
-    }
-
     /// <summary>A worker computes its report straight into a gradient slot the writer lends it: the header that follows
     /// names that slot and nothing else crosses the socket; a report abandoned half-written gives its slot back, so the
     /// next report takes the same slot instead of waiting for a release the parameter server would never make.</summary>

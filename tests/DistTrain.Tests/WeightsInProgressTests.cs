@@ -21,7 +21,7 @@ public class WeightsInProgressTests
         var progress = new WeightsInProgress();
         progress.Begin(weights, version: 7);
         var target = new float[10_000];
-        var reader = Task.Run(() => (progress.CopyTo(target, out var copiedFrom, out var version, out _), copiedFrom, version));
+        var reader = Task.Run(() => (progress.CopyTo(target, out var copiedFrom, out var version), copiedFrom, version));
         for (var start = 0; start < 9_000; start += 1_000)
         {
             for (var i = start; i < start + 1_000; i++) weights[i] = i * 0.5f;
@@ -50,7 +50,7 @@ public class WeightsInProgressTests
         progress.Advance(40);
         var target = new float[100];
         target.AsSpan().Fill(float.NaN);
-        var reader = Task.Run(() => progress.CopyTo(target, out _, out _, out _));
+        var reader = Task.Run(() => progress.CopyTo(target, out _, out _));
         var deadline = DateTime.UtcNow + Wait;
         while (target[39] != 1f && DateTime.UtcNow < deadline) await Task.Delay(1); // the reader has copied the first 40
         Assert.Equal(1f, target[39]);
@@ -60,7 +60,7 @@ public class WeightsInProgressTests
         progress.Finish();
         Assert.False(await reader.WaitAsync(Wait));
 
-        Assert.True(progress.CopyTo(target, out var late, out var version, out _)); // started after the reuse
+        Assert.True(progress.CopyTo(target, out var late, out var version)); // started after the reuse
         Assert.Same(ring, late);
         Assert.Equal(4, version);
         Assert.All(target, value => Assert.Equal(4f, value));
@@ -70,53 +70,12 @@ public class WeightsInProgressTests
     public async Task An_abandoned_write_gives_no_copy_and_a_short_target_is_refused()
     {
         var progress = new WeightsInProgress();
-        Assert.False(progress.CopyTo(new float[1], out _, out _, out _)); // never begun: nothing to copy
+        Assert.False(progress.CopyTo(new float[1], out _, out _)); // never begun: nothing to copy
         progress.Begin(new float[100], version: 3);
-        var reader = Task.Run(() => progress.CopyTo(new float[100], out _, out _, out _));
+        var reader = Task.Run(() => progress.CopyTo(new float[100], out _, out _));
         progress.Advance(50);
         progress.Abandon(); // the step was not finite
         Assert.False(await reader.WaitAsync(Wait));
-        Assert.Throws<ArgumentException>(() => progress.CopyTo(new float[99], out _, out _, out _));
-    }
-
-    /// <summary>A reader that copied a write waits for the server to publish that write's broadcast and gets its header
-    /// fields; a broadcast of another array or version is not published; an unpublished write makes the wait run out; a
-    /// write begun again makes it give up.</summary>
-    [Fact]
-    public async Task A_published_broadcast_gives_the_reader_its_header_and_nothing_else_is_published()
-    {
-        var weights = new float[8];
-        var progress = new WeightsInProgress();
-        progress.Begin(weights, version: 12);
-        progress.Advance(8);
-        Assert.False(progress.Publish(new WeightsUpdated(2, 5, 12, weights))); // not finished yet
-        progress.Finish();
-        Assert.True(progress.CopyTo(new float[8], out _, out _, out var generation));
-        var waiter = Task.Run(() => (progress.WaitForBroadcast(generation, Wait, out var header), header));
-        Assert.False(progress.Publish(new WeightsUpdated(2, 5, 12, new float[8]))); // another array
-        Assert.False(progress.Publish(new WeightsUpdated(2, 5, 11, weights))); // another version
-        await Task.Delay(20);
-        Assert.False(waiter.IsCompleted);
-        Assert.True(progress.Publish(new WeightsUpdated(2, 5, 12, weights, shard: -1, part: 1, endRound: 9)));
-        var (published, got) = await waiter.WaitAsync(Wait);
-        Assert.True(published);
-        Assert.Equal(new BroadcastHeader(2, 5, 12, -1, 1, 9), got);
-        Assert.True(progress.CopyTo(new float[8], out _, out _, out _)); // a published write is still a finished one
-
-        progress.Begin(weights, version: 13);
-        progress.Advance(8);
-        progress.Finish();
-        Assert.True(progress.CopyTo(new float[8], out _, out _, out generation));
-        Assert.False(progress.WaitForBroadcast(generation, TimeSpan.FromMilliseconds(5), out _)); // never published: the wait runs out
-        var late = Task.Run(() => progress.WaitForBroadcast(generation, Wait, out _));
-        await Task.Delay(20);
-        Assert.False(late.IsCompleted); // waiting for a publish
-        progress.Begin(weights, version: 16); // begun again under the waiter
-        Assert.False(await late.WaitAsync(Wait));
-        // A publish of the later write does not answer a wait for the earlier one.
-        progress.Advance(8);
-        progress.Finish();
-        Assert.True(progress.Publish(new WeightsUpdated(2, 9, 16, weights)));
-        Assert.False(progress.WaitForBroadcast(generation, TimeSpan.FromMilliseconds(5), out _));
+        Assert.Throws<ArgumentException>(() => progress.CopyTo(new float[99], out _, out _));
     }
 }

@@ -384,10 +384,6 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
 
     void IServerOutput.Broadcast(WeightsUpdated weights)
     {
-        // Links that copied these weights during the update announce them from their own threads now, not after the message
-        // reaches their mailboxes.
-        foreach (var progress in _broadcastsInProgress)
-            progress.Publish(weights);
         foreach (var worker in _receivers)
             Send(worker, weights);
     }

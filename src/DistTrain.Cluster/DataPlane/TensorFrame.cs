@@ -102,14 +102,6 @@ internal static class TensorFrame
         WorkerIndex = m.Shard, Count = m.Weights.Length, Part = m.Part, EndRound = m.EndRound,
     };
 
-    /// <summary>The header of a published broadcast (<see cref="WeightsInProgress.Publish"/>) of <paramref name="count"/> floats:
-    /// the same as <see cref="For(WeightsUpdated)"/> of the broadcast message.</summary>
-    public static Header For(BroadcastHeader m, int count) => new()
-    {
-        Magic = Magic, Type = WeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
-        WorkerIndex = m.Shard, Count = count, Part = m.Part, EndRound = m.EndRound,
-    };
-
     /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its end-round field the stamp.</summary>
     public static Header For(ShardWeights m) => new()
     {

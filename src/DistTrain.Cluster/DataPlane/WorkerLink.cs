@@ -74,13 +74,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     // A weight slot filled during the parameter server's update (WeightsInProgress), with the array and version it holds
     // a copy of, until the broadcast of that version comes and only its header goes out.
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
-    // A broadcast announced as soon as the server published it (WeightsInProgress.Publish): its message, which follows in
-    // the mailbox, is then not sent again.
-    private (float[] Weights, long Version, int Epoch, int Round)? _announcedEarly;
-
-    /// <summary>How long a link that copied a broadcast's weights during the update waits for the server to publish the
-    /// broadcast (normally microseconds after the write finished) before it leaves the announcement to the broadcast message.</summary>
-    internal static readonly TimeSpan PublishWait = TimeSpan.FromMilliseconds(1);
     private readonly ParameterShard? _shard;
     private readonly CompressedSlices? _compressedSlices; // a shard node's link under Cluster:Compression
     private bool _jobStopping;                            // JobStopping came: a worker that leaves now leaves with the stop
@@ -297,40 +290,16 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         DropFilledEarly();
         if (_connection is null || !_negotiated || _weightSlots is null) return;
         if (SharedSlotWrite.TryStart(_weightSlots, progress.Weights.Length) is not { } slot) return;
-        float[] weights;
-        long version;
-        BroadcastHeader header;
         try
         {
-            if (!progress.CopyTo(slot.Values, out weights, out version, out var generation))
-            {
-                slot.Abandon();
-                return;
-            }
-            // The header must be of the copy's own broadcast (its version); else the message announces it, as before.
-            if (!progress.WaitForBroadcast(generation, PublishWait, out header) || header.Version != version)
-            {
-                _filledEarly = (weights, version, slot);
-                return;
-            }
+            if (progress.CopyTo(slot.Values, out var weights, out var version)) _filledEarly = (weights, version, slot);
+            else slot.Abandon();
         }
         catch
         {
             slot.Abandon();
             throw;
         }
-        // The broadcast is published: announce it now, from this thread, instead of after its message reaches the mailbox
-        // (a hand-off to the thread pool that, on a busy machine, now and then costs a step most of a millisecond).
-        _announcedEarly = (weights, version, header.Epoch, header.Round);
-        if (TensorFrame.TryAnnounce(_connection, TensorFrame.For(header, weights.Length), slot) is { } failure) SendingFailed(failure);
-    }
-
-    /// <summary>The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
-    /// coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.</summary>
-    private void SendingFailed(string failure)
-    {
-        _log.Warning("Worker {0}: sending weights failed, so its link closes and the worker counts as lost: {1}", _workerIndex, failure);
-        Context.Stop(Self);
     }
 
     /// <summary>Gives back a slot filled early whose broadcast did not come (another array came, or the link stops).</summary>
@@ -365,19 +334,18 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             return;
         }
         _parameterServer = Sender;
-        if (_announcedEarly is { } announced)
-        {
-            _announcedEarly = null;
-            if (ReferenceEquals(announced.Weights, update.Weights) && announced.Version == update.Version && announced.Epoch == update.Epoch &&
-                announced.Round == update.Round)
-                return; // already announced when the server published it
-        }
         // The same array and version: a link that fell behind may have copied a later write of the same ring array.
         if (_filledEarly is { } early && !(ReferenceEquals(early.Weights, update.Weights) && early.Version == update.Version)) DropFilledEarly();
         var failure = _filledEarly is { } filled
             ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), filled.Slot)
             : TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots);
         _filledEarly = null;
-        if (failure is not null) SendingFailed(failure);
+        if (failure is not null)
+        {
+            // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
+            // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.
+            _log.Warning("Worker {0}: sending weights failed, so its link closes and the worker counts as lost: {1}", _workerIndex, failure);
+            Context.Stop(Self);
+        }
     }
 }

@@ -21,14 +21,11 @@ namespace DistTrain.Cluster.Protocol;
 /// each copy, so a copy that may hold floats of a later write is given up. A reader that starts only after the reuse (it
 /// fell that many broadcasts behind) copies the later broadcast whole; <see cref="CopyTo"/> returns that broadcast's
 /// version, and the caller matches it against the broadcast it sends.</para>
-/// <para>When the server sends the broadcast of a finished write, it first <see cref="Publish"/>es the broadcast's header
-/// fields here (the last state of the stamp), so a reader that copied the weights can announce them from its own thread
-/// (<see cref="WaitForBroadcast"/>) instead of waiting for the broadcast message to reach it.</para>
 /// <para>In-process only: not an <see cref="IDistTrainMessage"/>, never serialized, never forwarded to a worker.</para>
 /// </remarks>
 public sealed class WeightsInProgress : INoSerializationVerificationNeeded
 {
-    private const long Writing = 0, Finished = 1, Abandoned = 2, Published = 3, StateMask = 3;
+    private const long Writing = 0, Finished = 1, Abandoned = 2, StateMask = 3;
 
     /// <summary>How long <see cref="CopyTo"/> waits for the writer before it gives up (a guard against a hang, not a limit a
     /// step comes near: the main job's update takes about 0.2 ms).</summary>
@@ -38,7 +35,6 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
     private long _version;
     private int _written;
     private long _stamp = Abandoned; // generation << 2 | state
-    private int _epoch, _round, _part, _endRound, _shard; // the broadcast's header, once Published
 
     /// <summary>Creates an idle notice (nothing is being written until <see cref="Begin"/>).</summary>
     public WeightsInProgress() => Advance = end => Volatile.Write(ref _written, end);
@@ -56,9 +52,9 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
     public void Begin(float[] weights, long version)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        // The new generation first, as abandoned, behind a full fence: a reader that reads the array, the version or a
-        // published header after this sees the stamp changed when it checks again, so it never pairs the new fields with the
-        // old generation. Then the fields, then the state the readers wait for.
+        // The new generation first, as abandoned, behind a full fence: a reader that reads the array or the version after
+        // this sees the stamp changed when it checks again, so it never pairs the new array or version with the old
+        // generation's floats. Then the fields, then the state the readers wait for.
         var generation = (Volatile.Read(ref _stamp) >> 2) + 1;
         Interlocked.Exchange(ref _stamp, generation << 2 | Abandoned);
         Volatile.Write(ref _written, 0);
@@ -71,57 +67,6 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
     /// follows it, such as merged running statistics).</summary>
     public void Finish() => Volatile.Write(ref _stamp, (Volatile.Read(ref _stamp) & ~StateMask) | Finished);
 
-    /// <summary>
-    /// The broadcast of the finished weights is <paramref name="broadcast"/>: its header fields are published for
-    /// <see cref="WaitForBroadcast"/>, so a receiver that copied the weights can announce them at once, without waiting for
-    /// the broadcast message to reach it through its mailbox. Call it before the message is sent.
-    /// </summary>
-    /// <returns>True when published: the write had finished and <paramref name="broadcast"/> carries this write's array and
-    /// version. False (nothing changes) for any other message, such as a broadcast of a write that was not announced.</returns>
-    public bool Publish(WeightsUpdated broadcast)
-    {
-        ArgumentNullException.ThrowIfNull(broadcast);
-        var stamp = Volatile.Read(ref _stamp);
-        if ((stamp & StateMask) != Finished || !ReferenceEquals(broadcast.Weights, Weights) || broadcast.Version != Volatile.Read(ref _version)) return false;
-        _epoch = broadcast.Epoch;
-        _round = broadcast.Round;
-        _part = broadcast.Part;
-        _endRound = broadcast.EndRound;
-        _shard = broadcast.Shard;
-        Volatile.Write(ref _stamp, (stamp & ~StateMask) | Published); // a release write: the fields before it
-        return true;
-    }
-
-    /// <summary>
-    /// After a <see cref="CopyTo"/> that returned true: waits (spinning, then
-    /// yielding the core) up to <paramref name="limit"/> for the server to <see cref="Publish"/> the broadcast of that
-    /// write, and gives its header.
-    /// </summary>
-    /// <param name="generation">The generation the copy returned.</param>
-    /// <param name="limit">The longest wait; the server normally publishes within microseconds of finishing the write.</param>
-    /// <param name="header">The broadcast's header fields, when the method returns true.</param>
-    /// <returns>True when the broadcast of that very write was published; false when the wait ran out, the write was
-    /// abandoned or begun again (the caller then waits for the broadcast message as before).</returns>
-    public bool WaitForBroadcast(long generation, TimeSpan limit, out BroadcastHeader header)
-    {
-        header = default;
-        var spin = new SpinWait();
-        var started = Stopwatch.GetTimestamp();
-        while (true)
-        {
-            var stamp = Volatile.Read(ref _stamp);
-            if (stamp >> 2 != generation || (stamp & StateMask) == Abandoned) return false;
-            if ((stamp & StateMask) == Published)
-            {
-                header = new BroadcastHeader(_epoch, _round, Volatile.Read(ref _version), _shard, _part, _endRound);
-                Interlocked.MemoryBarrier(); // the fields' reads before the stamp's
-                return Volatile.Read(ref _stamp) == stamp;
-            }
-            spin.SpinOnce(sleep1Threshold: -1);
-            if (Stopwatch.GetElapsedTime(started) > limit) return false;
-        }
-    }
-
     /// <summary>The step failed: no broadcast of these weights follows; readers give up.</summary>
     public void Abandon() => Volatile.Write(ref _stamp, (Volatile.Read(ref _stamp) & ~StateMask) | Abandoned);
 
@@ -132,18 +77,17 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
     /// <param name="target">At least <see cref="Weights"/>.Length floats.</param>
     /// <param name="weights">The array the copy was of.</param>
     /// <param name="version">The weights version of the broadcast copied, to match against the broadcast that follows.</param>
-    /// <param name="generation">The write's generation, for <see cref="WaitForBroadcast"/>.</param>
     /// <returns>True when the whole array of one finished write was copied; false when the write was abandoned, begun again
     /// under the reader, or did not finish within <see cref="WaitLimit"/> (the target then holds a part, to be discarded).</returns>
     /// <exception cref="ArgumentException"><paramref name="target"/> is shorter than the weights.</exception>
-    public bool CopyTo(Span<float> target, out float[] weights, out long version, out long generation)
+    public bool CopyTo(Span<float> target, out float[] weights, out long version)
     {
         var stamp = Volatile.Read(ref _stamp);
         weights = Weights;
         version = Volatile.Read(ref _version);
         if (target.Length < weights.Length)
             throw new ArgumentException($"A target of {target.Length} floats cannot take weights of {weights.Length}.", nameof(target));
-        generation = stamp >> 2;
+        var generation = stamp >> 2;
         Interlocked.MemoryBarrier();
         if (Volatile.Read(ref _stamp) >> 2 != generation) return false; // begun again while the array and version were read
         var copied = 0;
@@ -153,7 +97,7 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
         {
             stamp = Volatile.Read(ref _stamp);
             if (stamp >> 2 != generation || (stamp & StateMask) == Abandoned) return false;
-            var finished = (stamp & StateMask) is Finished or Published;
+            var finished = (stamp & StateMask) == Finished;
             // Once finished, the tail after the optimizer's part (merged running statistics) is the broadcast's too.
             var written = finished ? weights.Length : Math.Min(Volatile.Read(ref _written), weights.Length);
             if (written > copied)
@@ -173,13 +117,3 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
         }
     }
 }
-
-/// <summary>The header fields of a published broadcast (<see cref="WeightsInProgress.Publish"/>), as
-/// <see cref="WeightsUpdated"/> carries them.</summary>
-/// <param name="Epoch">The epoch.</param>
-/// <param name="Round">The round the weights are for.</param>
-/// <param name="Version">The weights version.</param>
-/// <param name="Shard">The message's shard field (-1 for a broadcast).</param>
-/// <param name="Part">The part of the epoch.</param>
-/// <param name="EndRound">The round before which the part's minibatches end.</param>
-public readonly record struct BroadcastHeader(int Epoch, int Round, long Version, int Shard, int Part, int EndRound);
