@@ -70,20 +70,27 @@ public class PredictEvaluateTests : IDisposable
     [Fact]
     public void Evaluate_refuses_idx_labels_for_a_model_whose_classes_are_names_from_image_folders()
     {
-        var options = new ModelBuilder(784).Dense(10).Build();
-        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
-        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
-        var sorted = ImageFolderTests.FashionNames.Order(StringComparer.Ordinal).ToArray();
-        var fromFolders = new TrainedModel(options, weights, normalizer,
-            new DataMetadata(DataFormat.ImageFolder, 255f, sorted, LabelsAreNames: true, null, null, false, []).ToMetadata());
+        var fromFolders = FashionImageFolderModel();
         var error = Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromFolders, resize: false));
         Assert.Contains("IDX labels are class numbers without names, but the model's classes are names (Ankle boot, Bag, Coat, Dress, ...) from its ImageFolder training data", error.Message);
         Assert.Contains("a folder of class sub-folders of images", error.Message);
 
-        var fromIdx = new TrainedModel(options, weights, normalizer,
-            new DataMetadata(DataFormat.Idx, 255f, ImageFolderTests.FashionNames, LabelsAreNames: false, null, null, false, []).ToMetadata());
+        var fromIdx = DenseModel(new DataMetadata(DataFormat.Idx, 255f, ImageFolderTests.FashionNames, LabelsAreNames: false, null, null, false, []));
         Assert.Equal(250, ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromIdx, resize: false).Data.Count);
     }
+
+    /// <summary>A 784-input model of one Dense layer to 10 outputs (seed 1), with <paramref name="data"/> as its training data's metadata.</summary>
+    private static TrainedModel DenseModel(DataMetadata data)
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        return new TrainedModel(options, ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1),
+            Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]), data.ToMetadata());
+    }
+
+    /// <summary><see cref="DenseModel"/> trained on image folders of Fashion-MNIST's classes: its classes are their names, in ordinal order.</summary>
+    private static TrainedModel FashionImageFolderModel() =>
+        DenseModel(new DataMetadata(DataFormat.ImageFolder, 255f, [.. ImageFolderTests.FashionNames.Order(StringComparer.Ordinal)], LabelsAreNames: true,
+            null, null, false, []));
 
     /// <summary>A CSV file of another width for a model trained on image folders (the 65 columns of scikit-learn's digits for a
     /// 784-feature model) is named by its column count, not by its first label that is not one of the model's class names; a
@@ -91,12 +98,7 @@ public class PredictEvaluateTests : IDisposable
     [Fact]
     public void Evaluate_names_the_column_count_of_a_csv_of_another_width_for_an_image_folder_model()
     {
-        var options = new ModelBuilder(784).Dense(10).Build();
-        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
-        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
-        var fromFolders = new TrainedModel(options, weights, normalizer,
-            new DataMetadata(DataFormat.ImageFolder, 255f, ImageFolderTests.FashionNames.Order(StringComparer.Ordinal).ToArray(), LabelsAreNames: true,
-                null, null, false, []).ToMetadata());
+        var fromFolders = FashionImageFolderModel();
         var narrow = Path.Combine(_directory, "digits.csv");
         File.WriteAllLines(narrow, Enumerable.Range(0, 3).Select(row => string.Join(",", Enumerable.Repeat("1", 64).Append($"{row}"))));
         Assert.Equal($"{narrow}: rows have 65 columns, but the model reads 784 features ([784]), so evaluate needs 785 columns: the features and the label. " +

@@ -22,8 +22,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="DataSettings">The run's data settings as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.DataSettings"/>); empty records none.</param>
 /// <param name="ModelSettings">The run's layers and loss as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.ModelSettings"/>); empty records none.</param>
 /// <param name="RunEpochs">Training:Epochs, recorded likewise (<see cref="TrainingCheckpoint.RunEpochs"/>); 0 records none.</param>
-/// <param name="UpdateSettings">The learning rate, its schedule, L1, L2 and clipping as canonical JSON, recorded for a resume to
-/// name the ones it changes (<see cref="TrainingCheckpoint.UpdateSettings"/>); empty records none.</param>
+/// <param name="UpdateSettings">The learning rate, its schedule, L1, L2, clipping and the like as canonical JSON
+/// (<see cref="Hosting.CheckpointResume.UpdateSettingsOf"/>), recorded for a resume to name the ones it changes
+/// (<see cref="TrainingCheckpoint.UpdateSettings"/>); empty records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
     TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0,
     string UpdateSettings = "")

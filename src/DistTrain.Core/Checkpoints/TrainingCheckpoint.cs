@@ -30,7 +30,7 @@ namespace DistTrain.Core.Checkpoints;
 /// the SHA-256 of every byte after the header, and <c>metadata_sha256</c>, that of the other metadata entries
 /// (<see cref="SafeTensors.MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
 /// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config; <c>update_settings</c> (the learning
-/// rate, its schedule, L1, L2 and clipping), which a resume may change and is told of when it does.</para>
+/// rate, its schedule, L1, L2, clipping and the like, see <see cref="UpdateSettings"/>), which a resume may change and is told of when it does.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
 /// </remarks>
@@ -152,9 +152,10 @@ public sealed class TrainingCheckpoint
     public int RunEpochs { get; init; }
 
     /// <summary>
-    /// The settings of the update the run applied (Optimizer:LearningRate, its Schedule, L1, L2, GradientClipNorm and
-    /// ScaleLearningRateByWorkers) as canonical JSON: a resume may change them, and says which it changed; empty for a
-    /// checkpoint that does not record them (written by an earlier version).
+    /// The settings of the update the run applied, by configuration key (Optimizer:LearningRate, L1, L2, GradientClipNorm,
+    /// Nesterov, DecayBiasAndNormParameters, ScaleLearningRateByWorkers and the Optimizer:Schedule settings its kind uses)
+    /// as canonical JSON: a resume may change them, and says which it changed; empty for a checkpoint that does not record
+    /// them (written by an earlier version).
     /// </summary>
     public string UpdateSettings { get; init; } = "";
 

@@ -477,9 +477,9 @@ public static partial class TrainingOptionsLoader
             // The spelling of the last step alone when the steps before it are spelt alike.
             var parentsAlike = distinct.Select(g => g.Key[..Math.Max(0, g.Key.LastIndexOf(':'))]).Distinct(StringComparer.Ordinal).Count() == 1;
             // Givings that share a line (a one-line file, or a section given twice on one line) are told apart by their columns.
-            var sharedLines = distinct.GroupBy(g => Line(g.Offset)).Where(line => line.Count() > 1).Select(line => line.Key).ToHashSet();
-            var shown = distinct.Select(g => $"\"{(parentsAlike ? g.Key[(g.Key.LastIndexOf(':') + 1)..] : g.Key)}\" on line {Line(g.Offset)}" +
-                (sharedLines.Contains(Line(g.Offset)) ? $", column {Column(g.Offset)}" : "")).ToList();
+            var lines = distinct.Select(g => Line(g.Offset)).ToList();
+            var shown = distinct.Select((g, i) => $"\"{(parentsAlike ? g.Key[(g.Key.LastIndexOf(':') + 1)..] : g.Key)}\" on line {lines[i]}" +
+                (lines.Count(line => line == lines[i]) > 1 ? $", column {Column(g.Offset)}" : "")).ToList();
             var list = string.Join(", ", shown[..^1]) + " and " + shown[^1];
             problems.Add(spellings > 1
                 ? $"{key} is given {times} in {source}, as {list}: keys are matched ignoring case, so these are one setting, and the file is refused " +
