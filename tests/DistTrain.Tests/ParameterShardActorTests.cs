@@ -508,7 +508,7 @@ public sealed class ParameterShardActorTests : TestKit
         private readonly ParameterShardActorTests _kit;
         private readonly Replica _replica = new();
 
-        public TwoShardPart(ParameterShardActorTests kit, int[] rounds, TestProbe? arbiterProbe = null)
+        public TwoShardPart(ParameterShardActorTests kit, int[] rounds, TestProbe? arbiterProbe = null, bool keepGlobalBatch = false)
         {
             _kit = kit;
             var initial = Replica.Initial();
@@ -518,7 +518,8 @@ public sealed class ParameterShardActorTests : TestKit
             Arbiter = arbiterProbe?.Ref ?? kit.Sys.ActorOf(ShardLossArbiter.Props(Shards, 2, epoch: 1, part: 0, Coordinator.Ref));
             Workers = [kit.CreateTestProbe(), kit.CreateTestProbe()];
             Links = [.. Workers.Select((_, w) => new ShardedReplicaLink(initial, Shards, w))];
-            foreach (var shard in Shards) shard.Tell(new ShardPartStart(1, [.. Workers.Select(p => p.Ref)], rounds, 0, Shards, Arbiter), Owner.Ref);
+            foreach (var shard in Shards)
+                shard.Tell(new ShardPartStart(1, [.. Workers.Select(p => p.Ref)], rounds, 0, Shards, Arbiter, KeepGlobalBatch: keepGlobalBatch), Owner.Ref);
             for (var w = 0; w < 2; w++) Assemble(w);
             Merge = new ShardRoundMerge(Shards);
         }
@@ -620,6 +621,52 @@ public sealed class ParameterShardActorTests : TestKit
         Assert.Equal((lastRound, 1, (long)lastRound, 0, 0.0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.LossSum, end.PartFinished));
         Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, "the part's end carries no regularization terms"); // both shards' slices
         run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        run.Stop();
+    }
+
+    /// <summary>
+    /// Training:KeepGlobalBatch, two shards and two workers of five rounds: in round 1 worker 1's slices reach both shards and
+    /// worker 0's shard 0 only, so shard 0 closes the round (reporting it as not the part's end) and shard 1 waits. Worker 1
+    /// is lost: every shard still at round 1 holds its slice, so the decision keeps it, and as worker 1 had minibatches after
+    /// round 1 the part is cut for both from round 2 (the owner's <see cref="LossDecision.ApplyTo"/> gives the same). Shard 0,
+    /// already at round 2 with nobody left in it, reports round 2 as the part's end without a step; shard 1 closes round 1 with
+    /// worker 0's slice, reports it as not the end, then reports round 2 alike. The merge makes round 1 one step (both
+    /// workers' samples, the part not over) and round 2 the part's end with both slices' L1 and L2 terms. Worker 0 puts round
+    /// 1's weights together with the end round 2 (the lowest of the results', shard 0's sent before the decision), and a slice
+    /// of round 2 is refused, naming the cut.
+    /// </summary>
+    [Fact]
+    public void With_keep_global_batch_a_loss_cuts_the_part_after_the_decisions_round_and_every_shard_reports_the_end_once()
+    {
+        var run = new TwoShardPart(this, [Rounds, Rounds], keepGlobalBatch: true);
+        for (var w = 0; w < 2; w++) run.Report(w, 0);
+        Assert.False(run.NextMerged().PartFinished);
+        for (var w = 0; w < 2; w++) run.Assemble(w);
+        var samples1 = run.Report(1, 1);
+        var samples0 = run.ReportTo(0, 0, 1);
+        var closedEarly = run.Owner.ExpectMsg<ShardRoundApplied>();
+        Assert.Equal((0, 1, samples0 + samples1, false), (closedEarly.Shard, closedEarly.Round, closedEarly.SampleCount, closedEarly.PartFinished));
+        Assert.Null(run.Merge.Take(run.Owner.LastSender, closedEarly, out var none));
+        Assert.Null(none);
+
+        run.Arbiter.Tell(new WorkerLost(1), run.Coordinator.Ref);
+        var decision = run.Coordinator.ExpectMsg<ShardLossDecided>().Decision;
+        Assert.Equal(new LossDecision(1, 1, Keep: true), decision);
+        Assert.Equal((2, 2), decision.ApplyTo([Rounds, Rounds], keepGlobalBatch: true));
+        // Worker 0's slice of round 1 reaches shard 1 now, after the decision.
+        var (_, _, lossSum0, slices0) = run.Compute(0, 1);
+        run.Shards[1].Tell(new GradientComputed(1, 1, run.Links[0].Version, 0, samples0, lossSum0, slices0[1]), run.Workers[0].Ref);
+        var step = run.NextMerged();
+        Assert.Equal((1, 0, 2L, samples0 + samples1, false), (step.Round, step.Stamp, step.Version, step.SampleCount, step.PartFinished));
+        Assert.Equal((0.0, 0.0), (step.L1Penalty, step.L2Penalty));
+        var end = run.NextMerged();
+        Assert.Equal((2, 0, 2L, 0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
+        Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, $"the part's end carries L1 {end.L1Penalty}, L2 {end.L2Penalty}");
+
+        run.Assemble(0);
+        Assert.Equal((1, 2L, 2), (run.Links[0].AwaitedRound - 1, run.Links[0].Version, run.Links[0].EndRound));
+        EventFilter.Warning(contains: "Training:KeepGlobalBatch ended this part at round 2 after a lost worker").Expect(2, () => run.Report(0, 2));
+        run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // each shard reported the end once
         run.Stop();
     }
 

@@ -358,16 +358,19 @@ public sealed class ShardDataPlaneTests : TestKit
     }
 
     /// <summary>A shard's result's frame header carries every field of its <see cref="ShardWeightsHeader"/> (the shard in the worker
-    /// field, the part in the part field, the stamp in the end-round field) and reads back as written.</summary>
-    [Fact]
-    public void A_shard_weights_frame_header_carries_shard_epoch_round_stamp_version_length_and_part()
+    /// field, the part in the part field, the stamp in the end-round field, the part's end round in the sample-count field) and
+    /// reads back as written: an end cut by Training:KeepGlobalBatch, and the uncut end.</summary>
+    [Theory]
+    [InlineData(9)]
+    [InlineData(int.MaxValue)]
+    public void A_shard_weights_frame_header_carries_shard_epoch_round_stamp_version_length_part_and_end(int endRound)
     {
-        var result = new ShardWeights(2, 3, 4, 5, 6, new float[7], Part: 8);
+        var result = new ShardWeights(2, 3, 4, 5, 6, new float[7], Part: 8, EndRound: endRound);
         var header = TensorFrame.For(result);
-        Assert.Equal((TensorFrame.ShardWeightsType, 0, 0.0), (header.Type, header.SampleCount, header.LossSum));
+        Assert.Equal((TensorFrame.ShardWeightsType, endRound, 0.0), (header.Type, header.SampleCount, header.LossSum));
         var bytes = Bytes(header, 0);
         var parsed = TensorFrame.ParseHeader(bytes, TensorFrame.ShardWeightsType, 7, "a shard", expectedCountIs: "shard 2's slice [10, 17)");
-        Assert.Equal(new ShardWeightsHeader(2, 3, 4, 5, 6, 7, 8), TensorFrame.ShardWeightsOf(parsed));
+        Assert.Equal(new ShardWeightsHeader(2, 3, 4, 5, 6, 7, 8, endRound), TensorFrame.ShardWeightsOf(parsed));
         Assert.Equal(result.Header, TensorFrame.ShardWeightsOf(parsed));
     }
 

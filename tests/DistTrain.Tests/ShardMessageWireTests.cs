@@ -218,6 +218,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, -1L, 10), "Version -1 is below 0" },
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 0), "Length 0 is outside 1 to 268435455" },
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 1 << 28), "Length 268435456 is outside 1 to 268435455" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, 5, 0, 1L, 10, 0, 5), "EndRound 5 is below 6" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, int.MaxValue, 0, 1L, 10, 0, int.MaxValue), "EndRound 2147483647 is below 2147483648" },
         { nameof(ShardLossDecided), Bytes((object)new object[] { 256, 3, false }), "Worker 256 is outside 0 to 255" },
         { nameof(ShardLossDecided), Bytes((object)new object[] { 1, -1, true }), "Round -1 is below 0" },
         { nameof(ShardPartStart), Part(0, 2, [3, 3], 0, 1), "Epoch 0 is below 1" },

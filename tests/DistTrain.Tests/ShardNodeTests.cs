@@ -447,11 +447,12 @@ public sealed class ShardNodeTests : IDisposable
             await ReleasedAsync();
 
             // One lost during a part, before any slice of round 0 came: the part's arbiter asks both shard nodes, the round goes on
-            // without it, and the coordinator learns that its minibatches from round 0 on are left for a further part of the epoch.
+            // without it, and the coordinator learns that its minibatches from round 0 on are left for a further part of the epoch,
+            // and (Training:KeepGlobalBatch) that the other worker's are too from round 1, as one parameter server would cut the part.
             (supervisor, server, owner, workers) = await PlaceAsync(2, minWorkers: 1, workerSlots: 2);
-            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
+            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3], KeepGlobalBatch: true));
             owner.Send(server, new WorkerLost(1));
-            Assert.Equal(new WorkerRemoved(1, 0), await owner.ReceiveAsync(Guard));
+            Assert.Equal(new WorkerRemoved(1, 0, OthersCutFrom: 1), await owner.ReceiveAsync(Guard));
             // The other one lost too leaves fewer than Cluster:MinWorkers = 1, with both slots taken: the job fails after the grace.
             owner.Send(server, new WorkerLost(0));
             var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));

@@ -170,6 +170,44 @@ public class ShardRoundLedgerTests
         Assert.Equal((LedgerActionKind.Close, 1, 0), (close.Kind, close.Round, close.Stamp));
     }
 
+    /// <summary>
+    /// <see cref="LossDecision.ApplyTo"/> cuts where one parameter server's <see cref="GradientRound"/> cuts for the same loss: a
+    /// worker lost in the open round with its report in (kept) or not (dropped), with Training:KeepGlobalBatch or without, over
+    /// random end rounds (some slots with none, some workers already done): the same first unused minibatch, the same cut
+    /// (-1 when none) and the same ends after it.
+    /// </summary>
+    [Fact]
+    public void A_decision_cuts_the_ends_where_one_servers_round_cuts_them_for_the_same_loss()
+    {
+        var random = new Random(11);
+        var cuts = 0;
+        for (var trial = 0; trial < 2000; trial++)
+        {
+            var workers = random.Next(1, 6);
+            var ends = Enumerable.Range(0, workers).Select(_ => random.Next(4) == 0 ? 0 : random.Next(1, 8)).ToArray();
+            var round = random.Next(0, 8);
+            var lost = random.Next(workers);
+            var keep = random.Next(2) == 0 && ends[lost] > round; // a report in the open round needs a minibatch in it
+            var keepGlobalBatch = random.Next(2) == 0;
+
+            var server = new GradientRound();
+            server.StartPart(ends);
+            server.Open(round);
+            if (keep) server.Add(new DistTrain.Cluster.Protocol.GradientComputed(1, round, 0, lost, 1, 0, [0f]));
+            var end = server.EndOf(lost);
+            var (_, firstUnused) = server.Remove(lost);
+            var cutFrom = keepGlobalBatch && firstUnused < end && server.Cut(round + 1) ? round + 1 : -1; // as LockStepPolicy decides
+
+            var shardEnds = (int[])ends.Clone();
+            var decided = new LossDecision(lost, round, keep).ApplyTo(shardEnds, keepGlobalBatch);
+            Assert.Equal((firstUnused, cutFrom), decided);
+            Assert.Equal(Enumerable.Range(0, workers).Select(server.EndOf), shardEnds);
+            if (cutFrom >= 0) cuts++;
+        }
+        Assert.True(cuts > 100, $"{cuts} trials cut the part");
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LossDecision(3, 0, false).ApplyTo([1, 1], true));
+    }
+
     // ---- The simulation ----
 
     private const long Modulus = 1_000_000_007;
@@ -191,7 +229,7 @@ public class ShardRoundLedgerTests
 
     private abstract record Message;
     private sealed record SliceMessage(int Worker, int Round, long Value) : Message;
-    private sealed record ResultMessage(int Shard, int Round, int Stamp, long Value) : Message;
+    private sealed record ResultMessage(int Shard, int Round, int Stamp, long Value, int EndRound) : Message;
     private sealed record QueryMessage(int Worker) : Message;
     private sealed record AnswerMessage(LossAnswer Answer) : Message;
     private sealed record DecisionMessage(LossDecision Decision) : Message;
@@ -211,17 +249,25 @@ public class ShardRoundLedgerTests
         private readonly bool[] _alive;
         private readonly Queue<(int Shard, SliceMessage Slice)>[] _outbox;
         private readonly int[] _waitRound;
-        private readonly (int Stamp, long Value)?[][] _pending;
+        private readonly (int Stamp, long Value, int EndRound)?[][] _pending;
         public readonly Dictionary<int, long[]>[] Assembled;         // per worker: the whole weights it took after each round
         private readonly Queue<int> _losses = new();
         private List<LossAnswer>? _answers;
         public readonly long[] Initial;
         public int Kills, Kept, Dropped;
         public readonly Dictionary<LedgerActionKind, int> Actions = [];
+        private readonly bool _keepGlobalBatch;
+        private readonly int[] _coordinatorEnds;                       // the shards' owner's end rounds, as it applies the decisions
+        public int CutFrom { get; private set; } = -1;                 // the owner's cut (Training:KeepGlobalBatch), the first one made
+        public int FirstCutDecisionRound { get; private set; } = -1;   // the round of the decision that made it
+        public int RefusedPastCut;                                     // live workers' slices refused as past the cut
+        public int[] EndOf => [.. _waitEnd];
+        private readonly int[] _waitEnd;                               // per worker: the end round the last weights it took carry
 
-        public Simulation(int seed)
+        public Simulation(int seed, bool keepGlobalBatch = false)
         {
             _random = new Random(seed);
+            _keepGlobalBatch = keepGlobalBatch;
             _shards = _random.Next(2, 4);
             var workers = _random.Next(2, 5);
             var rounds = _random.Next(3, 7);
@@ -235,8 +281,10 @@ public class ShardRoundLedgerTests
             _alive = [.. _rounds.Select(_ => true)];
             _outbox = [.. _rounds.Select(_ => new Queue<(int, SliceMessage)>())];
             _waitRound = new int[workers];
-            _pending = [.. _rounds.Select(_ => new (int, long)?[_shards])];
+            _pending = [.. _rounds.Select(_ => new (int, long, int)?[_shards])];
             Assembled = [.. _rounds.Select(_ => new Dictionary<int, long[]>())];
+            _coordinatorEnds = (int[])_rounds.Clone();
+            _waitEnd = [.. _rounds.Select(_ => int.MaxValue)];
             for (var w = 0; w < workers; w++) Compute(w, 0, Initial);
         }
 
@@ -245,6 +293,10 @@ public class ShardRoundLedgerTests
         public int RoundsOf(int worker) => _rounds[worker];
 
         public bool IsAlive(int worker) => _alive[worker];
+
+        public int LedgerCutFrom(int shard) => _ledgers[shard].CutFrom;
+
+        public bool LedgerFinished(int shard) => _ledgers[shard].PartFinished;
 
         private void Send(string from, string to, Message message)
         {
@@ -256,7 +308,7 @@ public class ShardRoundLedgerTests
         {
             _waitRound[worker] = round;
             Array.Clear(_pending[worker]);
-            if (round >= _rounds[worker]) return;
+            if (round >= Math.Min(_rounds[worker], _waitEnd[worker])) return;
             foreach (var k in Enumerable.Range(0, _shards).OrderBy(_ => _random.Next()))
                 _outbox[worker].Enqueue((k, new SliceMessage(worker, round, Gradient(worker, round, k, weights))));
         }
@@ -306,9 +358,11 @@ public class ShardRoundLedgerTests
                 {
                     var k = int.Parse(to[1..]);
                     var action = _ledgers[k].Add(slice.Worker, slice.Round, new Slice(slice.Value), out var problem);
-                    // Only a lost worker's slices may be refused: a live worker never sends one that does not belong.
-                    if (problem is not null && _alive[slice.Worker])
+                    // Only a lost worker's slices may be refused: a live worker never sends one that does not belong, but for one
+                    // computed on results that came before a decision cut the part there.
+                    if (problem is not null && _alive[slice.Worker] && !(problem.Contains("KeepGlobalBatch") && slice.Round >= CutFrom && CutFrom >= 0))
                         throw new InvalidOperationException($"Shard {k} refused live worker {slice.Worker}'s slice of round {slice.Round}: {problem}");
+                    if (problem is not null && _alive[slice.Worker]) RefusedPastCut++;
                     Act(k, action);
                     break;
                 }
@@ -321,7 +375,7 @@ public class ShardRoundLedgerTests
                 case DecisionMessage decision:
                 {
                     var k = int.Parse(to[1..]);
-                    Act(k, _ledgers[k].ApplyLoss(decision.Decision));
+                    Act(k, _ledgers[k].ApplyLoss(decision.Decision, _keepGlobalBatch));
                     break;
                 }
                 case LostMessage lost:
@@ -334,6 +388,8 @@ public class ShardRoundLedgerTests
                     var made = LossDecision.From(_answers);
                     if (made.Keep) Kept++;
                     else Dropped++;
+                    var (_, cut) = made.ApplyTo(_coordinatorEnds, _keepGlobalBatch);
+                    if (cut >= 0 && CutFrom < 0) (CutFrom, FirstCutDecisionRound) = (cut, made.Round);
                     _answers = null;
                     for (var k = 0; k < _shards; k++) Send("coordinator", $"s{k}", new DecisionMessage(made));
                     NextQuestion();
@@ -342,7 +398,7 @@ public class ShardRoundLedgerTests
                 {
                     var w = int.Parse(to[1..]);
                     if (!_alive[w] || result.Round != _waitRound[w]) break;
-                    _pending[w][result.Shard] = (result.Stamp, result.Value);
+                    _pending[w][result.Shard] = (result.Stamp, result.Value, result.EndRound);
                     TryAssemble(w);
                     break;
                 }
@@ -369,7 +425,7 @@ public class ShardRoundLedgerTests
                     _value[k] = Step(_inputs[k], action.Reports.Select(r => r.Report.Value));
                     History[k][action.Round] = _value[k];
                     Included[k][action.Round] = [.. action.Reports.Select(r => r.Worker)];
-                    for (var w = 0; w < Workers; w++) Send($"s{k}", $"w{w}", new ResultMessage(k, action.Round, action.Stamp, _value[k]));
+                    for (var w = 0; w < Workers; w++) Send($"s{k}", $"w{w}", new ResultMessage(k, action.Round, action.Stamp, _value[k], _ledgers[k].EndRound));
                     break;
             }
         }
@@ -380,19 +436,25 @@ public class ShardRoundLedgerTests
             if (pending.Any(p => p is null) || pending.Select(p => p!.Value.Stamp).Distinct().Count() > 1) return;
             var weights = pending.Select(p => p!.Value.Value).ToArray();
             var round = _waitRound[w];
+            _waitEnd[w] = pending.Min(p => p!.Value.EndRound); // as ShardedReplicaLink takes the lowest
             Assembled[w][round] = weights;
             Compute(w, round + 1, weights);
         }
     }
 
-    [Fact]
-    public void Shards_with_workers_dying_anywhere_step_as_one_server_on_the_decided_rounds_and_no_worker_takes_an_undone_result()
+    /// <remarks>With Training:KeepGlobalBatch a decision about a worker with minibatches left also cuts the part for every
+    /// worker after the decision's round: every shard and the owner reach the same cut, no shard closes a round from it, each
+    /// ends its part, and the surviving workers take every round before it.</remarks>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Shards_with_workers_dying_anywhere_step_as_one_server_on_the_decided_rounds_and_no_worker_takes_an_undone_result(bool keepGlobalBatch)
     {
         var totals = new Dictionary<LedgerActionKind, int>();
-        int runsWithLoss = 0, kept = 0, dropped = 0;
+        int runsWithLoss = 0, kept = 0, dropped = 0, cuts = 0, refusedPastCut = 0;
         for (var seed = 0; seed < 3000; seed++)
         {
-            var sim = new Simulation(seed);
+            var sim = new Simulation(seed, keepGlobalBatch);
             var maxKills = seed % 4 == 0 ? 0 : seed % 7 == 0 ? sim.Workers : 1 + seed % (sim.Workers - 1);
             Assert.True(sim.Run(maxKills), $"seed {seed}: the simulation did not settle");
             foreach (var (kind, count) in sim.Actions) totals[kind] = totals.GetValueOrDefault(kind) + count;
@@ -421,11 +483,25 @@ public class ShardRoundLedgerTests
                         Assert.True(taken.SequenceEqual(next), $"seed {seed}: worker {w} took round {round}'s weights [{string.Join(", ", taken)}], not the decided [{string.Join(", ", next)}]");
                 reference = next;
             }
-            // Nothing stalls: every surviving worker took the result of each of its rounds.
+            // Nothing stalls: every surviving worker took the result of each of its rounds (before the cut, if any).
+            var end = sim.CutFrom >= 0 ? sim.CutFrom : int.MaxValue;
             for (var w = 0; w < sim.Workers; w++)
                 if (sim.IsAlive(w))
-                    for (var round = 0; round < sim.RoundsOf(w); round++)
+                    for (var round = 0; round < Math.Min(sim.RoundsOf(w), end); round++)
                         Assert.True(sim.Assembled[w].ContainsKey(round), $"seed {seed}: surviving worker {w} never got round {round}'s weights");
+            Assert.True(keepGlobalBatch || sim.CutFrom < 0, $"seed {seed}: a cut at round {sim.CutFrom} without Training:KeepGlobalBatch");
+            if (sim.CutFrom >= 0)
+            {
+                cuts++;
+                refusedPastCut += sim.RefusedPastCut;
+                Assert.Equal(sim.FirstCutDecisionRound + 1, sim.CutFrom);
+                for (var k = 0; k < shards; k++)
+                {
+                    Assert.True(sim.LedgerCutFrom(k) == sim.CutFrom, $"seed {seed}: shard {k} cut at {sim.LedgerCutFrom(k)}, the owner at {sim.CutFrom}");
+                    Assert.True(sim.History[k].Keys.All(round => round < sim.CutFrom), $"seed {seed}: shard {k} closed a round from the cut at {sim.CutFrom}");
+                    Assert.True(sim.LedgerFinished(k), $"seed {seed}: shard {k}'s part is not over after the cut at {sim.CutFrom}");
+                }
+            }
             // No worker's round is taken that no shard closed.
             for (var w = 0; w < sim.Workers; w++)
                 foreach (var round in sim.Assembled[w].Keys)
@@ -435,5 +511,6 @@ public class ShardRoundLedgerTests
         Assert.True(runsWithLoss > 1000, $"{runsWithLoss} runs lost a worker");
         Assert.True(totals.GetValueOrDefault(LedgerActionKind.Redo) > 50, $"{totals.GetValueOrDefault(LedgerActionKind.Redo)} redone steps");
         Assert.True(kept > 200 && dropped > 200, $"{kept} decisions kept a lost worker's slice, {dropped} dropped it");
+        if (keepGlobalBatch) Assert.True(cuts > 1000 && refusedPastCut > 100, $"{cuts} runs cut a part; {refusedPastCut} slices past a cut were refused");
     }
 }

@@ -278,6 +278,70 @@ public sealed class ShardedWorkerTests : TestKit
     }
 
     /// <summary>
+    /// Training:KeepGlobalBatch on shard nodes: worker 1 never computes and is reported lost in round 0, so the shards close
+    /// round 0 without it (not kept) and, as its minibatches are left, cut the part for every worker from round 1, where one
+    /// <see cref="ParameterServer"/> cuts it (<see cref="WorkerRemoved.OthersCutFrom"/> 1 there; <see cref="LossDecision.ApplyTo"/>
+    /// gives the shards' owner the same). Worker 0 takes the round's results with that end and computes no further round
+    /// (no slice of it reaches a shard, which would refuse it with a warning). The further part, at the global minibatch of 40,
+    /// trains worker 0's 50 samples left and worker 1's 65, and worker 0 ends with the weights it ends with against one server
+    /// told of the same loss, bit for bit.
+    /// </summary>
+    [Fact]
+    public void With_keep_global_batch_a_lost_worker_cuts_the_part_on_shard_nodes_where_one_server_cuts_it()
+    {
+        const int CutFrom = 1;
+        const int FurtherFirstRound = CutFrom + 1;
+        var left = Shard(1, 0).SampleIndices[(CutFrom * BatchSize)..].Concat(Shard(1, 1).SampleIndices).ToArray();
+        var further = new AssignShard(1, left, 2 * BatchSize, FurtherFirstRound, StepsPerEpoch: Rounds, Part: 1);
+        var furtherEnd = FurtherFirstRound + (left.Length + 2 * BatchSize - 1) / (2 * BatchSize); // 115 samples in minibatches of 40: 3 rounds
+
+        // One server, driven as the coordinator drives it through the loss.
+        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: 1));
+        var failures = CreateTestProbe();
+        var reference = StartWorkers(Workers, _ => null, failures);
+        var coordinator = CreateTestProbe();
+        reference[0].Tell(Shard(1, 0), coordinator.Ref);
+        server.Tell(new StartEpoch(1, reference, [Rounds, Rounds], KeepGlobalBatch: true), coordinator.Ref);
+        server.Tell(new WorkerLost(1), coordinator.Ref);
+        Assert.Equal(new WorkerRemoved(1, 0, CutFrom), coordinator.FishForMessage<WorkerRemoved>(_ => true, Wait));
+        Assert.Equal(1, coordinator.FishForMessage<EpochCompleted>(_ => true, Wait).Version);
+        reference[0].Tell(further, coordinator.Ref);
+        server.Tell(new StartEpoch(1, [reference[0], ActorRefs.Nobody], [furtherEnd, 0], FurtherFirstRound, Rounds, false, Part: 1, KeepGlobalBatch: true), coordinator.Ref);
+        coordinator.FishForMessage<EpochCompleted>(_ => true, Wait);
+        var expected = WeightsAt(reference[0], 1 + furtherEnd - FurtherFirstRound).Weights;
+        Sys.Stop(server);
+
+        // Two shards over TCP, their loss arbiter, and the same workers.
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, 2, tokens);
+        var shards = nodes.Select(n => n.Shard).ToArray();
+        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, Workers, 1, 0, TestActor));
+        EventFilter.Warning(contains: "Training:KeepGlobalBatch ended this part").Expect(0, () =>
+        {
+            workers[0].Tell(Shard(1, 0));
+            foreach (var node in nodes) node.Shard.Tell(new ShardPartStart(1, node.Links, [Rounds, Rounds], 0, shards, arbiter, KeepGlobalBatch: true));
+            arbiter.Tell(new WorkerLost(1));
+            var decision = ExpectMsg<ShardLossDecided>(Wait).Decision;
+            Assert.Equal(new LossDecision(1, 0, Keep: false), decision);
+            Assert.Equal((0, CutFrom), decision.ApplyTo([Rounds, Rounds], keepGlobalBatch: true)); // what the shards' owner tells the coordinator
+            Assert.Equal(1, WeightsAt(workers[0], 1).Version);
+            Thread.Sleep(300); // time for a round past the cut to be computed and sent, were the end not kept
+        });
+        Assert.Equal(1, WeightsAt(workers[0], 1).Version);
+        foreach (var node in nodes)
+            node.Shard.Tell(new ShardPartStart(1, [node.Links[0], ActorRefs.Nobody], [furtherEnd, 0], Rounds, shards, ActorRefs.Nobody, Part: 1,
+                FirstRound: FurtherFirstRound, KeepGlobalBatch: true));
+        workers[0].Tell(further);
+        var actual = WeightsAt(workers[0], 1 + furtherEnd - FurtherFirstRound);
+        Assert.Equal(1 + furtherEnd - FurtherFirstRound, actual.Version);
+        Compare.Identical(expected, actual.Weights, "final weights against 2 shards with a part cut after a lost worker, against one server's");
+        failures.ExpectNoMsg(TimeSpan.Zero);
+        foreach (var worker in workers.Concat(reference)) Sys.Stop(worker);
+    }
+
+    /// <summary>
     /// A worker of the run that claims another worker's slot (worker 1's) with its own token (worker 0's) is refused by the shard
     /// node with the reason, and stops; the slot stays free, and the real workers 0 and 1 then train against the shards and end
     /// with one server's weights bit for bit.

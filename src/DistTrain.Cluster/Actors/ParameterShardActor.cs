@@ -64,6 +64,8 @@ public sealed class ParameterShardActor : ReceiveActor
     private ShardRoundLedger<GradientComputed>? _ledger;
     private EpochPart? _part;
     private int _scalingWorkers; // the part's ShardPartStart.ScalingWorkers: 0 scales the learning rate by the workers in the part
+    private bool _keepGlobalBatch; // the part's ShardPartStart.KeepGlobalBatch: a loss with minibatches left cuts the part for every worker
+    private (int Round, int Stamp)? _partEndReported; // the part's end without a step last reported, so no decision reports it twice
     private IActorRef[] _workers = [];
     private IActorRef[] _receivers = [];
     private IActorRef[] _shards = [];
@@ -197,6 +199,8 @@ public sealed class ParameterShardActor : ReceiveActor
         // The first round that can be the part's last: the lowest last round of its workers (the others may be lost by then).
         _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(start.FirstRound + 1).Min() - 1;
         _scalingWorkers = start.ScalingWorkers;
+        _keepGlobalBatch = start.KeepGlobalBatch;
+        _partEndReported = null;
         _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, start.FirstRound, start.StepsPerEpoch,
             false, start.Part);
         _workers = start.Workers;
@@ -400,7 +404,7 @@ public sealed class ParameterShardActor : ReceiveActor
         }
         // Thrown when the shards are out of step; the actor fails with it, as a shard of one process does.
         var (wasFinished, openRound) = (_ledger.PartFinished, _ledger.OpenRound);
-        var action = _ledger.ApplyLoss(decision);
+        var action = _ledger.ApplyLoss(decision, _keepGlobalBatch);
         _checkpointEvery = 0; // the owner writes no checkpoint within a part after a loss: sending the slices would only load the link
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
@@ -419,6 +423,9 @@ public sealed class ParameterShardActor : ReceiveActor
     /// <summary>Reports <paramref name="round"/>, the part's last, as applied without a step: the part is over (see <see cref="OnDecision"/>).</summary>
     private void ReportPartEndWithoutStep(int round)
     {
+        // A cut part's end may be due from a decision and again after the step that waited for the norm: once per stamp.
+        if (_partEndReported == (round, _ledger!.Stamp)) return;
+        _partEndReported = (round, _ledger.Stamp);
         var (l1, l2) = Penalties(round, 0, partFinished: true);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, round, _ledger!.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true, l1, l2));
     }
@@ -587,12 +594,17 @@ public sealed class ParameterShardActor : ReceiveActor
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>
     // partFinished: whether the part was over when the round closed (Step), not when the report goes out.
+    // After Training:KeepGlobalBatch's cut every shard reports the part's end as the cut round without a step, whether it closed
+    // the round before the cut before the decision (not knowing the part ends there) or after it, so the owner's merge gets one
+    // end from every shard, each with its slice's L1 and L2 terms.
     private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds,
         double roundSeconds, bool partFinished)
     {
-        var (l1, l2) = Penalties(action.Round, samples, partFinished);
+        var endsAtCut = partFinished && _ledger!.CutFrom > action.Round;
+        var (l1, l2) = Penalties(action.Round, samples, partFinished && !endsAtCut);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, action.Round, action.Stamp, _model.Version, samples, lossSum,
-            learningRate, updateSeconds, partFinished, l1, l2, roundSeconds));
+            learningRate, updateSeconds, partFinished && !endsAtCut, l1, l2, roundSeconds));
+        if (endsAtCut) ReportPartEndWithoutStep(_ledger!.CutFrom);
     }
 
     /// <summary>
@@ -625,7 +637,8 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void Broadcast(int round, int stamp)
     {
-        var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone(), _part.Part);
+        var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone(), _part.Part,
+            _ledger!.EndRound);
         _sentRound = round;
         _sentVersion = _model.Version;
         _sentTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();

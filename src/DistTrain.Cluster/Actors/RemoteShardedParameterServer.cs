@@ -99,8 +99,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision, each for up to
 /// <see cref="RemoteShardSettings.Timeout"/>), and the coordinator gives those samples to the others in a further part of the
 /// epoch (<see cref="StartEpoch.FirstRound"/> above 0); between parts (during an evaluation) the coordinator plans the next part
-/// without it. The others keep their minibatches in the part of the loss: Training:KeepGlobalBatch's cut is not applied there
-/// (it still sets the further part's and later epochs' minibatches). A failing loss waits a grace of 2 s (a worker's 3 s), in which a
+/// without it. The others keep their minibatches in the part of the loss, unless Training:KeepGlobalBatch cuts it for every worker
+/// after the decision's round (<see cref="LossDecision.ApplyTo"/>), as one parameter server cuts it after its open round. A failing loss waits a grace of 2 s (a worker's 3 s), in which a
 /// stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole cluster stops the shard nodes and workers too,
 /// and the job then ends cancelled, not failed.</para>
 /// <para>The shards are placed for more worker slots than the run starts with (<see cref="RemoteShardSettings.WorkerSlotsFor"/>), each
@@ -175,6 +175,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private bool[] _inPart = [];                     // by worker slot: it has a worker in the running part
     private readonly HashSet<int> _undecided = [];   // workers lost in the running part whose decision has not come back yet
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
+    private bool _partKeepsGlobalBatch;              // the running part's StartEpoch.KeepGlobalBatch: a loss cuts it for every worker
     private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
     private ShardNodesException? _pendingFailure;
     private int _pendingFailureShard = -1;       // the shard whose loss _pendingFailure is, or -1 (another failure)
@@ -476,7 +477,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partRunning = true;
         _partSlots = start.Workers.Length;
         _part = (start.Epoch, start.Part);
-        _partEnds = rounds;
+        _partEnds = (int[])rounds.Clone(); // a loss's decision changes them (LossDecision.ApplyTo), as every shard's ledger changes its own
+        _partKeepsGlobalBatch = start.KeepGlobalBatch;
         _inPart = inPart;
         _partLeftSamples = false;
         // A part with no minibatch only hands out the weights (a resumed run that first scores its checkpoint's, or early
@@ -498,7 +500,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         for (var k = 0; k < _shards.Length; k++)
             _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound)
                 with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest, ScalingWorkers = _settings.ScalingWorkers,
-                    GradientNormEverySteps = _health is null ? 0 : _settings.Monitoring!.GradientNormEverySteps }, Self);
+                    GradientNormEverySteps = _health is null ? 0 : _settings.Monitoring!.GradientNormEverySteps, KeepGlobalBatch = start.KeepGlobalBatch }, Self);
     }
 
     /// <summary>
@@ -554,9 +556,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>
     /// Every shard has applied the decision about a worker lost in the running part: its minibatches from the first round whose
     /// slice did not count go to a further part of the epoch, which the coordinator plans from <see cref="WorkerRemoved"/> (sent
-    /// before the part's end, which waits for it). The other workers keep their minibatches: the steps in which the lost worker
-    /// had one carry only theirs (Training:KeepGlobalBatch's cut, which would move them to the further part too, is not applied on
-    /// shard nodes; the further part and later epochs still keep the global minibatch).
+    /// before the part's end, which waits for it). The other workers keep their minibatches, and the steps in which the lost
+    /// worker had one carry only theirs; with Training:KeepGlobalBatch the part ends for every worker after the decision's round
+    /// instead (<see cref="LossDecision.ApplyTo"/>, which every shard applies alike), and the others' minibatches from there go to
+    /// the further part too (<see cref="WorkerRemoved.OthersCutFrom"/>), as one parameter server cuts the part.
     /// </summary>
     private void OnLossDecided(ShardLossDecided decided)
     {
@@ -569,14 +572,16 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         Timers.Cancel($"decision-{decision.Worker}");
         var end = decision.Worker < _partEnds.Length ? _partEnds[decision.Worker] : 0;
-        var firstUnused = Math.Min(end, decision.Keep ? decision.Round + 1 : decision.Round);
+        var (firstUnused, cutFrom) = decision.Worker < _partEnds.Length ? decision.ApplyTo(_partEnds, _partKeepsGlobalBatch) : (0, -1);
         if (firstUnused < end) _partLeftSamples = true;
         _log.Warning("Worker {0} lost in epoch {1} round {2}: {3}", decision.Worker, _part.Epoch, decision.Round, firstUnused >= end
             ? "it had no minibatch left in this part of the epoch; the others go on as planned."
             : $"its slice of that round {(decision.Keep ? "counts" : "does not count")}, and its minibatches from round {firstUnused} go to a further part of " +
-              "the epoch over the workers alive. Until this part ends, each step carries only the other workers' minibatches (on shard nodes " +
-              "Training:KeepGlobalBatch keeps the global minibatch from the further part on, not in the part of the loss).");
-        _coordinator.Tell(new WorkerRemoved(decision.Worker, firstUnused), Self);
+              "the epoch over the workers alive. " + (cutFrom >= 0
+                ? $"Training:KeepGlobalBatch: this part of the epoch ends at round {cutFrom}, and the other workers' minibatches from there are planned " +
+                  "again with them, at the global minibatch."
+                : "Until this part ends, each step carries only the other workers' minibatches."));
+        _coordinator.Tell(new WorkerRemoved(decision.Worker, firstUnused, cutFrom), Self);
         if (_undecided.Count == 0 && _heldPartEnd is { } held)
         {
             _heldPartEnd = null;

@@ -66,6 +66,10 @@ public sealed class ShardedReplicaLink
     /// (<see cref="GradientComputed.Version"/>), which each shard checks.</summary>
     public long Version { get; private set; }
 
+    /// <summary>The part's end as the last weights put together carry it: the lowest <see cref="ShardWeights.EndRound"/> of their K
+    /// results (a shard that closed the round before a loss's decision sent the end it knew then). A worker computes no round from it.</summary>
+    public int EndRound { get; private set; } = int.MaxValue;
+
     /// <summary>The whole flat vector of the last weights put together (live: it changes when the next round's are put together).</summary>
     public float[] Weights => _weights;
 
@@ -194,6 +198,8 @@ public sealed class ShardedReplicaLink
         for (var k = 0; k < _plan.Length; k++) _pending[k]!.Weights.CopyTo(_weights, _plan[k].Start);
         Stamp = stamp!.Value;
         Version = _pending[0]!.Version;
+        EndRound = int.MaxValue;
+        foreach (var p in _pending) EndRound = Math.Min(EndRound, p!.EndRound);
         AwaitedRound++;
         Array.Clear(_pending);
         return true;

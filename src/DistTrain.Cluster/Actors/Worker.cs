@@ -371,7 +371,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         }
         if (!_sharded!.Offer(result)) return;
         // The link's vector now holds the weights of the round after the result's; with one server they would be its broadcast.
-        Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, result.Part, int.MaxValue), _shard);
+        // Its end: a part cut for every worker after a loss (Training:KeepGlobalBatch) trains none of its rounds from there.
+        Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, result.Part, _sharded.EndRound), _shard);
     }
 
     /// <exception cref="ShardConnectionLostException">Mid-part: the worker stops, naming the shard, its endpoint and the reason.</exception>

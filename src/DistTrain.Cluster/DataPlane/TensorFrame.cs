@@ -22,8 +22,9 @@ internal static class TensorFrame
     /// <summary>"DTDP" in little-endian bytes: guards against a stranger on the port.</summary>
     public const uint Magic = 0x50445444;
 
-    /// <summary>Bumped when the layout changes; both ends must agree.</summary>
-    public const byte ProtocolVersion = 6;
+    /// <summary>Bumped when the layout or a field's meaning changes; both ends must agree (7: a shard's weights carry the part's end
+    /// round in <see cref="Header.SampleCount"/>).</summary>
+    public const byte ProtocolVersion = 7;
 
     /// <summary>Frame types: float32 weights, float32 gradient, and a gradient encoded by Cluster:Compression.</summary>
     public const byte WeightsType = 1, GradientType = 2, CompressedGradientType = 3;
@@ -61,6 +62,8 @@ internal static class TensorFrame
         public int Round;
         public long WeightsVersion;
         public int WorkerIndex;
+        /// <summary>A gradient: the samples of its minibatch. A shard's weights: the part's end round as the shard knows it
+        /// (<see cref="ShardWeights.EndRound"/>). 0 in weights.</summary>
         public int SampleCount;
         public double LossSum;
         public double ComputeSeconds;
@@ -102,16 +105,17 @@ internal static class TensorFrame
         WorkerIndex = m.Shard, Count = m.Weights.Length, Part = m.Part, EndRound = m.EndRound,
     };
 
-    /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its end-round field the stamp.</summary>
+    /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its end-round field
+    /// the stamp, its sample-count field the part's end round.</summary>
     public static Header For(ShardWeights m) => new()
     {
         Magic = Magic, Type = ShardWeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
-        WorkerIndex = m.Shard, Part = m.Part, EndRound = m.Stamp, Count = m.Weights.Length,
+        WorkerIndex = m.Shard, Part = m.Part, EndRound = m.Stamp, SampleCount = m.EndRound, Count = m.Weights.Length,
     };
 
     /// <summary>The <see cref="ShardWeightsHeader"/> a <see cref="ShardWeightsType"/> frame's header carries.</summary>
     public static ShardWeightsHeader ShardWeightsOf(Header header) =>
-        new(header.WorkerIndex, header.Epoch, header.Round, header.EndRound, header.WeightsVersion, header.Count, header.Part);
+        new(header.WorkerIndex, header.Epoch, header.Round, header.EndRound, header.WeightsVersion, header.Count, header.Part, header.SampleCount);
 
     /// <summary>A gradient frame's header: <see cref="CompressedGradientType"/> with the encoded length when the message
     /// carries <see cref="GradientComputed.Encoded"/>; its count is always the whole report's float count.</summary>

@@ -165,8 +165,10 @@ public static class ClusterProtocolInfo
     /// empty shard; 18: so do a further part's, as pieces of the epoch's plan, ShardRecipe.Pieces, which a worker of version 17 would
     /// plan as the first part's shard and stop at its digest, or refuse as out of range; and AssignShard.Epochs, the run's last epoch;
     /// 19: shard nodes scale the learning rate by the plan's workers with Training:KeepGlobalBatch, ShardPartStart.ScalingWorkers,
-    /// which a shard node of version 18 would ignore, scaling by the workers in the part after a loss).</summary>
-    public const int Version = 19;
+    /// which a shard node of version 18 would ignore, scaling by the workers in the part after a loss; 20: shard nodes cut a part for
+    /// every worker after a loss with Training:KeepGlobalBatch, ShardPartStart.KeepGlobalBatch and ShardWeightsHeader.EndRound, which a
+    /// node of version 19 would ignore, its workers training rounds the coordinator plans again in the further part).</summary>
+    public const int Version = 20;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

@@ -213,6 +213,10 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// <see cref="UpdatePolicy.MaxWorkers"/>: with Training:KeepGlobalBatch the workers the epoch's global minibatch was planned
 /// for, as one parameter server scales by them (<see cref="ServerModel"/>'s scalingWorkers), also after a loss or in a resume
 /// with fewer workers; 0 scales by the workers in the part.</param>
+/// <param name="KeepGlobalBatch">Training:KeepGlobalBatch (<see cref="StartEpoch.KeepGlobalBatch"/>): a worker lost in this part with
+/// minibatches left ends the part for every worker after the decision's round (<see cref="LossDecision.ApplyTo"/>); the shard's
+/// results carry that end (<see cref="ShardWeights.EndRound"/>), and the owner hands it to the coordinator
+/// (<see cref="WorkerRemoved.OthersCutFrom"/>), which plans the rest at the global minibatch.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -226,7 +230,8 @@ public sealed record ShardPartStart(
     [property: Key(8)] int CheckpointEverySteps = 0,
     [property: Key(9)] int CheckpointRequestId = 0,
     [property: Key(10)] int GradientNormEverySteps = 0,
-    [property: Key(11)] int ScalingWorkers = 0) : IRangeCheckedMessage
+    [property: Key(11)] int ScalingWorkers = 0,
+    [property: Key(12)] bool KeepGlobalBatch = false) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -268,10 +273,14 @@ public sealed record ShardPartStart(
 /// keeps its two newest as the last good weights should a step diverge.</param>
 /// <param name="Part">The part of <paramref name="Epoch"/> the weights belong to, from 0 (<see cref="ShardPartStart.Part"/>): a worker
 /// tells a further part's results (the samples a lost worker left) from the last part's by it.</param>
-public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights, int Part = 0) : INoSerializationVerificationNeeded
+/// <param name="EndRound">The part's end as the shard knows it (<see cref="ShardRoundLedger{TReport}.EndRound"/>): no worker computes a
+/// round from it. <see cref="int.MaxValue"/> until Training:KeepGlobalBatch cuts the part after a loss; a worker takes the lowest of
+/// a round's K results, since a shard that closed the round before the decision sent the old end.</param>
+public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights, int Part = 0, int EndRound = int.MaxValue)
+    : INoSerializationVerificationNeeded
 {
     /// <summary>The message without its slice, as it crosses nodes: the slice goes on the data plane.</summary>
-    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length, Part);
+    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length, Part, EndRound);
 
     /// <summary>The message of <paramref name="header"/> with the slice that came with it.</summary>
     /// <exception cref="ArgumentException"><paramref name="weights"/> does not hold the header's <see cref="ShardWeightsHeader.Length"/> values.</exception>
@@ -282,7 +291,7 @@ public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, lo
         if (weights.Length != header.Length)
             throw new ArgumentException($"Shard {header.Shard}'s result of epoch {header.Epoch} round {header.Round} announces {header.Length} values, " +
                 $"and {weights.Length} came with it: the header and the slice are of different messages.", nameof(weights));
-        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights, header.Part);
+        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights, header.Part, header.EndRound);
     }
 }
 
@@ -298,6 +307,7 @@ public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, lo
 /// <param name="Version">Optimizer steps the shard has applied, from 0.</param>
 /// <param name="Length">Values of the slice: 1 to 2^28 - 1 (the data plane's largest tensor).</param>
 /// <param name="Part">The part of the epoch, from 0 (<see cref="ShardWeights.Part"/>).</param>
+/// <param name="EndRound">The part's end as the shard knows it, above <paramref name="Round"/> (<see cref="ShardWeights.EndRound"/>).</param>
 [MessagePackObject]
 public sealed record ShardWeightsHeader(
     [property: Key(0)] int Shard,
@@ -306,12 +316,13 @@ public sealed record ShardWeightsHeader(
     [property: Key(3)] int Stamp,
     [property: Key(4)] long Version,
     [property: Key(5)] int Length,
-    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
+    [property: Key(6)] int Part = 0,
+    [property: Key(7)] int EndRound = int.MaxValue) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Epoch), Epoch, 1) ?? ShardWire.AtLeast(nameof(Round), Round, -1)
         ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount)
-        ?? ShardWire.AtLeast(nameof(Part), Part, 0);
+        ?? ShardWire.AtLeast(nameof(Part), Part, 0) ?? ShardWire.AtLeast(nameof(EndRound), EndRound, (long)Round + 1);
 }
 
 /// <summary>

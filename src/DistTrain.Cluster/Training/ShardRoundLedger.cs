@@ -63,6 +63,42 @@ public readonly record struct LossDecision([property: MessagePack.Key(0)] int Wo
             if (answer.OpenRound == round && !answer.HasOpen) keep = false;
         return new LossDecision(worker, round, keep);
     }
+
+    /// <summary>
+    /// Applies the decision to a part's end rounds: the lost worker's end becomes its first minibatch that did not count, and
+    /// with Training:KeepGlobalBatch, when that worker left minibatches untrained, every end after <see cref="Round"/> + 1 comes
+    /// down to it, so the other workers' minibatches from there go to the further part too, planned at the global minibatch
+    /// over the workers alive (as one parameter server cuts the part after its open round, <see cref="GradientRound.Cut"/>).
+    /// Every shard and the shards' owner apply the same decisions in the same order to the same ends, so all reach the same cut.
+    /// </summary>
+    /// <remarks>The cut is the round after the decision's: every shard is at that round or one past it, no worker holds the
+    /// results of the round after it (a shard still at <see cref="Round"/> waits for the decision before closing it), so a
+    /// slice of a round from the cut on can only be one computed on results that all came before the decision; it is left
+    /// out, and its minibatch is trained in the further part.</remarks>
+    /// <param name="ends">By worker slot: the round after the slot's last minibatch in the part (0: none); changed in place.</param>
+    /// <param name="keepGlobalBatch">Training:KeepGlobalBatch (<see cref="Protocol.StartEpoch.KeepGlobalBatch"/>).</param>
+    /// <returns>The lost worker's first minibatch that did not count (its end when it had none left), and the round from which
+    /// every other worker's minibatches were cut, or -1 when none was.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="Worker"/> is not a slot of <paramref name="ends"/>.</exception>
+    public (int FirstUnused, int CutFrom) ApplyTo(int[] ends, bool keepGlobalBatch)
+    {
+        ArgumentNullException.ThrowIfNull(ends);
+        ArgumentOutOfRangeException.ThrowIfNegative(Worker);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(Worker, ends.Length);
+        var end = ends[Worker];
+        var firstUnused = Math.Min(end, Keep ? Round + 1 : Round);
+        ends[Worker] = firstUnused;
+        if (!keepGlobalBatch || firstUnused >= end) return (firstUnused, -1);
+        var cutFrom = Round + 1;
+        var cut = false;
+        for (var w = 0; w < ends.Length; w++)
+            if (ends[w] > cutFrom)
+            {
+                ends[w] = cutFrom;
+                cut = true;
+            }
+        return (firstUnused, cut ? cutFrom : -1);
+    }
 }
 
 /// <summary>What a shard does next: see <see cref="LedgerActionKind"/>.</summary>
@@ -143,6 +179,14 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
     /// <summary>The number of decisions applied that dropped a lost worker's slice; every broadcast carries it.</summary>
     public int Stamp { get; private set; }
 
+    /// <summary>The round from which Training:KeepGlobalBatch cut the part for every worker after a loss
+    /// (<see cref="ApplyLoss"/>), or -1 while it is not cut.</summary>
+    public int CutFrom { get; private set; } = -1;
+
+    /// <summary>The end round every broadcast carries (<see cref="Protocol.ShardWeightsHeader.EndRound"/>): <see cref="CutFrom"/> once
+    /// the part is cut, so no worker computes a round from it; <see cref="int.MaxValue"/> before (each worker's minibatches end it).</summary>
+    public int EndRound => CutFrom < 0 ? int.MaxValue : CutFrom;
+
     /// <summary>True when no live worker has a slice to send in <see cref="OpenRound"/> or later: the part is over here.</summary>
     public bool PartFinished => !Enumerable.Range(0, _alive.Length).Any(w => Expected(w, OpenRound));
 
@@ -164,6 +208,8 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
         else if (_frozen[worker]) problem = $"worker {worker} is being removed as lost";
         else if (!_alive[worker]) problem = $"worker {worker} was removed as lost";
         else if (round != OpenRound) problem = $"it is for round {round}, and this shard collects round {OpenRound}";
+        else if (CutFrom >= 0 && round >= CutFrom)
+            problem = $"Training:KeepGlobalBatch ended this part at round {CutFrom} after a lost worker, and this minibatch is trained in the epoch's further part";
         else if (_roundsPerWorker[worker] <= round) problem = $"worker {worker} has no minibatch in round {round}";
         else if (_open[worker] is not null) problem = $"worker {worker}'s slice of round {round} already arrived";
         if (problem is not null) return LedgerAction<TReport>.None;
@@ -190,10 +236,14 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
     /// Applies the coordinator's decision about a lost worker (every shard applies every decision, in one order). The worker
     /// is no longer waited for, so the action may also be the <see cref="LedgerActionKind.Close"/> of the open round.
     /// </summary>
+    /// <param name="decision">The decision, as every shard gets it.</param>
+    /// <param name="keepGlobalBatch">Training:KeepGlobalBatch: when the lost worker left minibatches untrained, the part ends for
+    /// every worker after the decision's round (<see cref="LossDecision.ApplyTo"/>, <see cref="CutFrom"/>), and slices of later
+    /// rounds already taken are left out.</param>
     /// <exception cref="InvalidOperationException">The decision drops a slice of a round this shard cannot redo: a round
     /// more than one behind its open round, or one whose result a worker has already taken (both impossible while a shard
     /// misses the slice), or a round this shard has not reached.</exception>
-    public LedgerAction<TReport> ApplyLoss(LossDecision decision)
+    public LedgerAction<TReport> ApplyLoss(LossDecision decision, bool keepGlobalBatch = false)
     {
         var worker = decision.Worker;
         ArgumentOutOfRangeException.ThrowIfNegative(worker);
@@ -205,6 +255,15 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
             throw new InvalidOperationException($"Worker {worker}'s slice of round {decision.Round} is to be dropped, but this shard at round {OpenRound} can no longer redo that round: a worker already took its result, which is only possible once every shard holds the slice.");
         _alive[worker] = false;
         _frozen[worker] = false;
+        var (_, cutFrom) = decision.ApplyTo(_roundsPerWorker, keepGlobalBatch);
+        if (cutFrom >= 0)
+        {
+            CutFrom = CutFrom < 0 ? cutFrom : Math.Min(CutFrom, cutFrom);
+            // Slices of the open round taken before the decision, now past their worker's end (a round all shards had closed
+            // with the lost worker's slice, whose results the workers computed on): their minibatches go to the further part.
+            for (var w = 0; w < _open.Length; w++)
+                if (_roundsPerWorker[w] <= OpenRound) _open[w] = null;
+        }
         if (decision.Keep) return CloseIfComplete(); // the open round may have waited only for the lost worker
         Stamp++;
         if (decision.Round == OpenRound)
