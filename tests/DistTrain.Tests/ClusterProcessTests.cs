@@ -229,7 +229,8 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// <summary>
     /// Cluster:ShardNodes with a worker killed (SIGKILL) mid-epoch, 3 workers and Cluster:MinWorkers 2: the part's loss arbiter
     /// decides with both shard nodes which of the lost worker's slices count, the other two finish their minibatches, and a
-    /// further part of the epoch gives them the lost worker's rest. Training completes on every surviving node; every epoch, the
+    /// further part of the epoch gives them the lost worker's rest, and with Training:KeepGlobalBatch their own minibatches after the
+    /// decided round. Training completes on every surviving node; every epoch, the
     /// lost one included, trained on each of the 1,000 samples exactly once (the workers' sample traces, the lost worker's only up
     /// to the round the parameter server names), and each epoch's checkpoint is written once, at the end of its last part.
     /// </summary>
@@ -268,6 +269,10 @@ public sealed partial class ClusterProcessTests : IDisposable
         // Killed at a quarter or half of an epoch, it had minibatches left: they are what this test is about.
         Assert.True(lost.Groups[3].Success, $"the lost worker left no minibatches: {lost.Value}");
         var from = int.Parse(lost.Groups[3].Value, CultureInfo.InvariantCulture);
+        // Training:KeepGlobalBatch (the default): the survivors' minibatches are cut too, after the decided round, as one server
+        // cuts them after its open round; the sample traces below show they were trained once, in the further part.
+        var decidedRound = int.Parse(lost.Groups[2].Value, CultureInfo.InvariantCulture);
+        Assert.Contains($"Training:KeepGlobalBatch: this part of the epoch ends at round {decidedRound + 1}", ps.Output[lostAt..]);
         AssertEachSampleOncePerEpoch(trace, 2, lostEpoch, from);
         // The coordinator planned a further part of that epoch for the 2 workers alive.
         Assert.Matches(new Regex($@"Epoch {lostEpoch}: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
