@@ -31,10 +31,12 @@ internal static class ConfigCommand
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OnlySettable } },
     };
 
-    /// <summary>What a node would refuse on this machine as it starts, found without touching anything: a run folder that cannot
-    /// be made in Output:Directory, or a job secret that is set but unusable; null when neither.</summary>
+    /// <summary>What a node would refuse on this machine as it starts, found without touching anything: settings a parameter-server
+    /// node cannot run (<see cref="TrainingOptionsValidator.ParameterServerNodeProblems"/>), a run folder that cannot be made in
+    /// Output:Directory, or a job secret that is set but unusable; null when none.</summary>
     private static string? NodeProblem(TrainingOptions options)
     {
+        if (TrainingOptionsValidator.ParameterServerNodeProblems(options) is [var notOnNodes, ..]) return notOnNodes;
         if (RunDirectory.FileInTheWayProblem(options.Output.Directory) is { } noRunFolder) return noRunFolder;
         if (string.IsNullOrEmpty(options.Cluster.Secret) && string.IsNullOrWhiteSpace(options.Cluster.SecretFile)) return null; // train needs none
         try

@@ -89,8 +89,10 @@ internal static class NodeCommand
             // Two of this node's listeners on one port: refused before anything binds (the second bind would fail only
             // once the first listener had started).
             // Likewise a worker whose first seed is itself, which would start a cluster of its own.
+            // And a parameter server whose settings its node cannot run (those single-node train ignores).
             if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer)
-                    .Concat(role == NodeRoles.Worker ? TrainingOptionsValidator.WorkerSeedProblems(options) : []).ToList() is { Count: > 0 } problems)
+                    .Concat(role == NodeRoles.Worker ? TrainingOptionsValidator.WorkerSeedProblems(options) : [])
+                    .Concat(role == NodeRoles.ParameterServer ? TrainingOptionsValidator.ParameterServerNodeProblems(options) : []).ToList() is { Count: > 0 } problems)
                 throw new ConfigurationException(configPath, problems);
             // A Cluster:Hostname that does not resolve: one line naming it, before the data is read (Akka.Remote's bind would
             // fail on it with pages of stack traces, and on a node with Cluster:Port 0 no port check resolves it first).

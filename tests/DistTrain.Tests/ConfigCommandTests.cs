@@ -178,7 +178,7 @@ public class ConfigCommandTests
 
     /// <summary>
     /// What a node checks as it starts, and <c>config --check-node</c> can check without touching anything: an Output:Directory
-    /// that is a file, and a job secret that is set but unusable. <c>config</c> printed the settings and exited 0, so deploy/local/cluster.sh
+    /// that is a file, a job secret that is set but unusable, and Cluster:ShardNodes with a mode shard nodes do not run. <c>config</c> printed the settings and exited 0, so deploy/local/cluster.sh
     /// started every node and the parameter server then exited 2 (on a 5-byte Cluster:Secret, or a Cluster:SecretFile that is
     /// not there). A usable secret passes, and is still not printed.
     /// </summary>
@@ -203,6 +203,9 @@ public class ConfigCommandTests
             Assert.Contains("the job secret (Cluster:Secret) has 5 bytes; use at least 16 random bytes", await Refusal(new() { ["DISTTRAIN_Cluster__Secret"] = "short" }));
             var missing = Path.Combine(folder, "no-secret");
             Assert.Contains($"Cluster:SecretFile = '{missing}' cannot be read", await Refusal(new() { ["DISTTRAIN_Cluster__SecretFile"] = missing }));
+            // Settings a parameter-server node cannot run, which single-node train only warns of: refused here, before any node starts.
+            Assert.Contains("Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is Async: set Training:Mode to Sync",
+                await Refusal(new() { ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Training__Mode"] = "Async" }));
             using var usable = new DistTrainProcess(["config", "-c", config, "--get", "Training:Epochs", "--check-node"],
                 new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = new string('a', 64) });
             Assert.True(await usable.WaitAsync(TimeSpan.FromSeconds(60)) == 0, usable.StandardError);

@@ -118,10 +118,11 @@ public class ConfigurationTests : IDisposable
         // A problem of two keys names the first key's origin beside its own value, not after the second key.
         var twoKeys = Invalid(RepositoryConfig, ValidData, new()
         {
-            ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Training__Mode"] = "Async",
+            ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Optimizer__GradientClipNorm"] = "1", ["DISTTRAIN_Training__Mode"] = "Async",
+            ["DISTTRAIN_Cluster__Compression"] = "None",
         });
-        Assert.Contains("Cluster:ShardNodes = true (from environment variable DISTTRAIN_Cluster__ShardNodes) takes synchronous training only, " +
-            "and Training:Mode is Async: ", twoKeys.Message);
+        Assert.Contains("Cluster:ParameterServerShards = 2 (from environment variable DISTTRAIN_Cluster__ParameterServerShards) is not possible with " +
+            "Optimizer:GradientClipNorm = 1 in Training:Mode Async: ", twoKeys.Message);
     }
 
     [Fact]

@@ -48,7 +48,8 @@ public sealed class ShardNodeTests : IDisposable
     };
 
     /// <summary>
-    /// Cluster:ShardNodes is refused with another mode than Sync, naming the settings and the fix; synchronous training is
+    /// Cluster:ShardNodes is refused by a parameter-server node with another mode than Sync, naming the settings and the fix (single-node
+    /// train, which does not use it, takes the config); synchronous training is
     /// valid, with checkpoints at epoch ends and within epochs (Checkpoint:EverySteps) alike, and with every Cluster:Compression.
     /// </summary>
     [Fact]
@@ -67,12 +68,16 @@ public sealed class ShardNodeTests : IDisposable
             options.Cluster.Compression = compression;
             Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
         }
+        Assert.Empty(TrainingOptionsValidator.ParameterServerNodeProblems(options));
         options.Training.Mode = TrainingMode.LocalSgd;
-        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false).Where(p => p.Contains("ShardNodes", StringComparison.Ordinal)).ToArray();
+        // Single-node train does not use Cluster:ShardNodes (it warns so), so the config is valid; a parameter-server node refuses it.
+        Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
         Assert.Equal([
             "Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is LocalSgd: set Training:Mode to Sync, or Cluster:ShardNodes " +
             "to false (the shards then run in the parameter server's process, in every mode).",
-        ], problems);
+        ], TrainingOptionsValidator.ParameterServerNodeProblems(options));
+        options.Cluster.ShardNodes = false;
+        Assert.Empty(TrainingOptionsValidator.ParameterServerNodeProblems(options));
     }
 
     /// <summary>

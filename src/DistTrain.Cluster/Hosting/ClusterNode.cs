@@ -124,6 +124,7 @@ public static class ClusterNode
     /// <param name="saveOutputs">Writes the finished job's weights where the node keeps them, before the other nodes learn of
     /// the end (<see cref="JobHost.Props"/>); null tells them at once.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
+    /// <exception cref="ConfigurationException">Settings a parameter-server node cannot run (<see cref="TrainingOptionsValidator.ParameterServerNodeProblems"/>).</exception>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings),
@@ -133,6 +134,8 @@ public static class ClusterNode
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
         TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
+        if (TrainingOptionsValidator.ParameterServerNodeProblems(options) is { Count: > 0 } notOnNodes)
+            throw new ConfigurationException("parameter server node options", notOnNodes);
         PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname"); // a host that does not resolve is one line, not Akka.Remote's bind failure
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);

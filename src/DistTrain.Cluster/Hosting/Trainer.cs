@@ -122,8 +122,9 @@ public sealed class Trainer
     /// unless the last epoch's training had ended: its evaluation then finishes and the task returns the finished job.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
-    /// <exception cref="ConfigurationException">The model does not fit the data, Cluster:Port equals Cluster:DataPort, or the job
-    /// secret or a certificate is missing or not valid (the message names the key, or <see cref="Security"/>, and the fix).</exception>
+    /// <exception cref="ConfigurationException">The model does not fit the data, Cluster:Port equals Cluster:DataPort, Cluster:ShardNodes
+    /// is set with a Training:Mode other than Sync, or the job secret or a certificate is missing or not valid (the message names the
+    /// key, or <see cref="Security"/>, and the fix).</exception>
     /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken (also when another process takes
     /// Cluster:Port in the moment between the check and Akka.Remote's bind).</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
@@ -140,7 +141,8 @@ public sealed class Trainer
         CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: true);
-        if (TrainingOptionsValidator.NodePortProblems(Options, parameterServer: true, metricsEndpoint: false) is { Count: > 0 } ports)
+        if (TrainingOptionsValidator.NodePortProblems(Options, parameterServer: true, metricsEndpoint: false)
+                .Concat(TrainingOptionsValidator.ParameterServerNodeProblems(Options)).ToList() is { Count: > 0 } ports)
             throw new ConfigurationException("Trainer options", ports);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         var security = Checked(Security) ?? owned!;

@@ -152,9 +152,6 @@ public static class TrainingOptionsValidator
                 $"{options.Training.Mode} each shard steps on a gradient as it arrives, without waiting for the others (Sync waits for them; in LocalSgd " +
                 "each worker clips its own steps). Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, Training:Mode to Sync or " +
                 "LocalSgd, or Cluster:Compression to TopK (each worker then clips its own gradient, and the parameter server clips none).");
-        if (options.Cluster.ShardNodes && options.Training.Mode != TrainingMode.Sync)
-            problems.Add($"Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is {options.Training.Mode}: set Training:Mode to Sync, " +
-                "or Cluster:ShardNodes to false (the shards then run in the parameter server's process, in every mode).");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
@@ -221,6 +218,24 @@ public static class TrainingOptionsValidator
         if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65_535)
             return $"{not} its port {text} is out of range (allowed 1 to 65535); {expected}, {port}";
         return null;
+    }
+
+    /// <summary>
+    /// What a parameter-server node refuses that <see cref="Validate"/> leaves alone, since single-node <c>disttrain train</c>
+    /// does not use it (it warns that Cluster:ShardNodes is unused): Cluster:ShardNodes = true with a Training:Mode other than
+    /// Sync, which shard nodes do not run yet.
+    /// </summary>
+    /// <param name="options">The parameter-server node's options (active or standby).</param>
+    /// <returns>The problems, naming the keys, their values and the fix; empty when there are none.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/>, or its Cluster or Training section, is null.</exception>
+    public static IReadOnlyList<string> ParameterServerNodeProblems(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Cluster);
+        ArgumentNullException.ThrowIfNull(options.Training);
+        if (!options.Cluster.ShardNodes || options.Training.Mode == TrainingMode.Sync) return [];
+        return [$"Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is {options.Training.Mode}: set Training:Mode to Sync, " +
+            "or Cluster:ShardNodes to false (the shards then run in the parameter server's process, in every mode)."];
     }
 
     /// <summary>
