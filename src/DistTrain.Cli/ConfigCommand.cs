@@ -62,7 +62,8 @@ internal static class ConfigCommand
         };
         var asNode = new Option<bool>("--check-node")
         {
-            Description = "Also check, touching nothing, what a node checks on this machine as it starts: that a run folder can be made in Output:Directory, " +
+            Description = "Also check, touching nothing, what a node checks on this machine as it starts: settings a parameter-server node cannot run " +
+                "(Cluster:ShardNodes with a Training:Mode other than Sync), that a run folder can be made in Output:Directory, " +
                 "and that a job secret that is set (Cluster:Secret, Cluster:SecretFile) is usable. deploy/local/cluster.sh passes it.",
         };
         var command = new Command("config", "Print the configuration a command would run with (config file, DISTTRAIN_ variables and options), checked; exit code 2 names its problems.")
@@ -85,8 +86,8 @@ internal static class ConfigCommand
                 return 2;
             }
             // --check-node: what a node checks on this machine as it starts, without touching anything, so that
-            // deploy/local/cluster.sh hears of it before any node starts: a run folder that cannot be made, and a job secret that
-            // is set but unusable (too short, a file that cannot be read). Without it, a config meant for other machines (whose
+            // deploy/local/cluster.sh hears of it before any node starts: settings a parameter-server node cannot run, a run folder
+            // that cannot be made, and a job secret that is set but unusable (too short, a file that cannot be read). Without it, a config meant for other machines (whose
             // secret file is there, not here) prints as it is.
             if (parse.GetValue(asNode) && NodeProblem(options) is { } problem)
             {

@@ -330,6 +330,42 @@ public class CommandLineTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(output));
     }
 
+    /// <summary>
+    /// Cluster:ShardNodes with a Training:Mode shard nodes do not run (Async): a parameter-server node exits 2 naming both settings
+    /// and the fix, before it reads data or makes a run folder; single-node train, which does not use ShardNodes, takes the same
+    /// settings, warns that ShardNodes is unused and trains (it was refused there with the cluster's advice).
+    /// </summary>
+    [Fact]
+    public async Task Shard_nodes_with_async_are_refused_by_a_parameter_server_node_and_only_warned_of_by_single_node_train()
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Training__Mode"] = "Async", ["DISTTRAIN_Optimizer__Momentum"] = "0",
+            ["DISTTRAIN_Training__Workers"] = "2", ["DISTTRAIN_Training__Epochs"] = "1",
+        };
+        var nodeOutput = TemporaryFolder("disttrain-shardnodes-async-node-");
+        using (var node = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+                   "--output", nodeOutput], new Dictionary<string, string>(settings)
+                   {
+                       ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                       ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:25105",
+                   }))
+        {
+            await node.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+            Assert.Contains("Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is Async: set Training:Mode to Sync, or " +
+                "Cluster:ShardNodes to false", node.Error.ReplaceLineEndings(" "));
+            Assert.DoesNotContain("   at ", node.Error);
+            Assert.Empty(Directory.GetFileSystemEntries(nodeOutput));
+        }
+        var trainOutput = TemporaryFolder("disttrain-shardnodes-async-train-");
+        using var train = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory, "--output", trainOutput], settings);
+        await train.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        var text = (train.Output + train.Error).ReplaceLineEndings(" ");
+        Assert.Contains("warning: Cluster:ShardNodes = true is not used by single-node disttrain train", text);
+        Assert.Contains("mode Async", text);
+        Assert.Contains("Test accuracy after 1 epoch", text);
+    }
+
     [Fact]
     public async Task A_parameter_server_node_states_the_mode_and_optimizer_and_gives_trains_warnings_before_it_waits_for_workers()
     {

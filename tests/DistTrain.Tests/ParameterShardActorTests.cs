@@ -508,13 +508,14 @@ public sealed class ParameterShardActorTests : TestKit
         private readonly ParameterShardActorTests _kit;
         private readonly Replica _replica = new();
 
-        public TwoShardPart(ParameterShardActorTests kit, int[] rounds, TestProbe? arbiterProbe = null, bool keepGlobalBatch = false)
+        public TwoShardPart(ParameterShardActorTests kit, int[] rounds, TestProbe? arbiterProbe = null, bool keepGlobalBatch = false,
+            OptimizerOptions? optimizer = null)
         {
             _kit = kit;
             var initial = Replica.Initial();
             Owner = kit.CreateTestProbe();
             Coordinator = kit.CreateTestProbe();
-            Shards = [.. ParameterShards.Plan(initial.Layout, 2).Select(p => kit.Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, Owner.Ref)))];
+            Shards = [.. ParameterShards.Plan(initial.Layout, 2).Select(p => kit.Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer ?? Sgd(), totalEpochs: 1, Owner.Ref)))];
             Arbiter = arbiterProbe?.Ref ?? kit.Sys.ActorOf(ShardLossArbiter.Props(Shards, 2, epoch: 1, part: 0, Coordinator.Ref));
             Workers = [kit.CreateTestProbe(), kit.CreateTestProbe()];
             Links = [.. Workers.Select((_, w) => new ShardedReplicaLink(initial, Shards, w))];
@@ -661,12 +662,56 @@ public sealed class ParameterShardActorTests : TestKit
         Assert.Equal((0.0, 0.0), (step.L1Penalty, step.L2Penalty));
         var end = run.NextMerged();
         Assert.Equal((2, 0, 2L, 0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
-        Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, $"the part's end carries L1 {end.L1Penalty}, L2 {end.L2Penalty}");
 
         run.Assemble(0);
         Assert.Equal((1, 2L, 2), (run.Links[0].AwaitedRound - 1, run.Links[0].Version, run.Links[0].EndRound));
+        AssertWholeModelsPenalties(end, run.Links[0].Weights, Sgd());
         EventFilter.Warning(contains: "Training:KeepGlobalBatch ended this part at round 2 after a lost worker").Expect(2, () => run.Report(0, 2));
         run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // each shard reported the end once
+        run.Stop();
+    }
+
+    /// <summary>The part's end carries the L1 and L2 terms of the whole model at <paramref name="weights"/> (the shards' slices summed),
+    /// as one server computes them, within 1e-6 relative (summed per tensor in single precision, in another grouping).</summary>
+    private static void AssertWholeModelsPenalties(ShardRoundApplied end, float[] weights, OptimizerOptions optimizer)
+    {
+        var (l1, l2) = new ServerModel(new ParameterVector(Replica.Initial().Layout, (float[])weights.Clone()), optimizer, totalEpochs: 1).RegularizationPenalties();
+        Assert.True(l1 > 0 && l2 > 0);
+        Assert.True(Math.Abs(end.L1Penalty - l1) <= 1e-6 * l1, $"L1 {end.L1Penalty:R}, whole model {l1:R}");
+        Assert.True(Math.Abs(end.L2Penalty - l2) <= 1e-6 * l2, $"L2 {end.L2Penalty:R}, whole model {l2:R}");
+    }
+
+    /// <summary>
+    /// Training:KeepGlobalBatch with clipping by the global norm: shard 0 closes round 1 on both workers' slices and waits for
+    /// shard 1's part of the norm when worker 1 is lost (kept; the cut at 2 ends shard 0's part while its step waits). Shard 0
+    /// reports round 1 once the norm is whole and then the end at round 2; shard 1 closes round 1 on worker 0's late slice and
+    /// reports it, then the end alike. The merge makes one step of round 1 and one end with the whole model's L1 and L2 terms,
+    /// and no shard reports anything twice.
+    /// </summary>
+    [Fact]
+    public void With_keep_global_batch_and_clipping_a_cut_while_a_step_waits_for_the_norm_reports_the_step_then_the_end()
+    {
+        var optimizer = Sgd(clip: 0.05);
+        var run = new TwoShardPart(this, [Rounds, Rounds], keepGlobalBatch: true, optimizer: optimizer);
+        for (var w = 0; w < 2; w++) run.Report(w, 0);
+        Assert.False(run.NextMerged().PartFinished);
+        for (var w = 0; w < 2; w++) run.Assemble(w);
+        var samples1 = run.Report(1, 1);
+        var samples0 = run.ReportTo(0, 0, 1); // shard 0 closes round 1 and waits for shard 1's part of the norm
+        run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+
+        run.Arbiter.Tell(new WorkerLost(1), run.Coordinator.Ref);
+        Assert.Equal(new LossDecision(1, 1, Keep: true), run.Coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        var (_, _, lossSum0, slices0) = run.Compute(0, 1);
+        run.Shards[1].Tell(new GradientComputed(1, 1, run.Links[0].Version, 0, samples0, lossSum0, slices0[1]), run.Workers[0].Ref);
+        var step = run.NextMerged();
+        Assert.Equal((1, 0, 2L, samples0 + samples1, false), (step.Round, step.Stamp, step.Version, step.SampleCount, step.PartFinished));
+        var end = run.NextMerged();
+        Assert.Equal((2, 0, 2L, 0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
+        run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // each shard: round 1 once, the end once
+        run.Assemble(0);
+        Assert.Equal((2L, 2), (run.Links[0].Version, run.Links[0].EndRound));
+        AssertWholeModelsPenalties(end, run.Links[0].Weights, optimizer);
         run.Stop();
     }
 
@@ -1547,6 +1592,34 @@ public sealed class ParameterShardActorTests : TestKit
         Assert.True(link.Offer(Result(shards - 1, false, shards)));
         Assert.Equal((3, 5L, 1), (link.AwaitedRound, link.Version, link.Stamp));
         for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
+    }
+
+    /// <summary>
+    /// A link takes a round's end as the lowest of its K results' (<see cref="ShardWeights.EndRound"/>), in whichever order they
+    /// come: a shard that closed the round before a loss's decision sent the end it knew then (none), the others the cut. With
+    /// no cut the end stays open, and the next part's results bring its own.
+    /// </summary>
+    [Theory]
+    [InlineData(2, true)]
+    [InlineData(2, false)]
+    [InlineData(3, true)]
+    [InlineData(3, false)]
+    public void A_link_takes_the_lowest_end_round_of_a_rounds_results_in_either_order(int shards, bool cutFirst)
+    {
+        var initial = Replica.Initial();
+        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)], worker: 1);
+        ShardWeights Result(int shard, int round, long version, int endRound) =>
+            new(shard, 1, round, 0, version, link.Plan[shard].Slice(initial).Values, EndRound: endRound);
+        for (var k = 0; k < shards; k++) link.Offer(Result(k, -1, 0, int.MaxValue));
+        Assert.Equal((0, int.MaxValue), (link.AwaitedRound, link.EndRound));
+        // Round 0's results: shard 0 (first or last) sent its result before the decision, the others after it, with the cut at 1.
+        int[] order = cutFirst ? [.. Enumerable.Range(1, shards - 1), 0] : [0, .. Enumerable.Range(1, shards - 1)];
+        foreach (var k in order) link.Offer(Result(k, 0, 1, k == 0 ? int.MaxValue : 1));
+        Assert.Equal((1, 1L, 1), (link.AwaitedRound, link.Version, link.EndRound));
+        // A new part's starting weights (no cut) open the end again.
+        link.StartPart(4);
+        for (var k = 0; k < shards; k++) link.Offer(new ShardWeights(k, 1, 4, 0, 1, link.Plan[k].Slice(initial).Values, Part: 1));
+        Assert.Equal((5, int.MaxValue), (link.AwaitedRound, link.EndRound));
     }
 
     /// <summary>

@@ -405,6 +405,9 @@ public sealed class ParameterShardActor : ReceiveActor
         // Thrown when the shards are out of step; the actor fails with it, as a shard of one process does.
         var (wasFinished, openRound) = (_ledger.PartFinished, _ledger.OpenRound);
         var action = _ledger.ApplyLoss(decision, _keepGlobalBatch);
+        foreach (var leftOut in _ledger.LeftOutAtCut)
+            _log.Warning("Shard {0}: worker {1}'s slice of round {2} is left out: Training:KeepGlobalBatch ended this part at round {3} after worker {4} was lost, " +
+                "and this minibatch is trained in the epoch's further part.", _shard.Index, leftOut, openRound, _ledger.CutFrom, decision.Worker);
         _checkpointEvery = 0; // the owner writes no checkpoint within a part after a loss: sending the slices would only load the link
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);

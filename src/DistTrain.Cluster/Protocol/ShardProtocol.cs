@@ -273,7 +273,7 @@ public sealed record ShardPartStart(
 /// keeps its two newest as the last good weights should a step diverge.</param>
 /// <param name="Part">The part of <paramref name="Epoch"/> the weights belong to, from 0 (<see cref="ShardPartStart.Part"/>): a worker
 /// tells a further part's results (the samples a lost worker left) from the last part's by it.</param>
-/// <param name="EndRound">The part's end as the shard knows it (<see cref="ShardRoundLedger{TReport}.EndRound"/>): no worker computes a
+/// <param name="EndRound">The part's end as the shard knows it (<see cref="ShardRoundLedger{TReport}.EndRound"/>): a worker computes no
 /// round from it. <see cref="int.MaxValue"/> until Training:KeepGlobalBatch cuts the part after a loss; a worker takes the lowest of
 /// a round's K results, since a shard that closed the round before the decision sent the old end.</param>
 public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights, int Part = 0, int EndRound = int.MaxValue)

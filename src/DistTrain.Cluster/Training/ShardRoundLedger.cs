@@ -71,10 +71,12 @@ public readonly record struct LossDecision([property: MessagePack.Key(0)] int Wo
     /// over the workers alive (as one parameter server cuts the part after its open round, <see cref="GradientRound.Cut"/>).
     /// Every shard and the shards' owner apply the same decisions in the same order to the same ends, so all reach the same cut.
     /// </summary>
-    /// <remarks>The cut is the round after the decision's: every shard is at that round or one past it, no worker holds the
-    /// results of the round after it (a shard still at <see cref="Round"/> waits for the decision before closing it), so a
-    /// slice of a round from the cut on can only be one computed on results that all came before the decision; it is left
-    /// out, and its minibatch is trained in the further part.</remarks>
+    /// <remarks>The cut is the round after the decision's: every shard is at that round or one past it when the decision comes.
+    /// A worker that holds a result of <see cref="Round"/> sent after the decision takes the cut from it and computes no round
+    /// from there; but when every shard closed <see cref="Round"/> before the decision (a keeping decision, the shards' answers
+    /// given at different times), the workers may already have computed the cut round on results that all came before it.
+    /// Those slices are left out (<see cref="ShardRoundLedger{TReport}.LeftOutAtCut"/>), and their minibatches are trained in the
+    /// further part.</remarks>
     /// <param name="ends">By worker slot: the round after the slot's last minibatch in the part (0: none); changed in place.</param>
     /// <param name="keepGlobalBatch">Training:KeepGlobalBatch (<see cref="Protocol.StartEpoch.KeepGlobalBatch"/>).</param>
     /// <returns>The lost worker's first minibatch that did not count (its end when it had none left), and the round from which
@@ -183,8 +185,14 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
     /// (<see cref="ApplyLoss"/>), or -1 while it is not cut.</summary>
     public int CutFrom { get; private set; } = -1;
 
+    /// <summary>The worker slots whose slices of the open round the last <see cref="ApplyLoss"/> left out because its cut ended the
+    /// part before that round (slices computed on results sent before the decision; see <see cref="LossDecision.ApplyTo"/>);
+    /// empty when it left out none.</summary>
+    public IReadOnlyList<int> LeftOutAtCut { get; private set; } = [];
+
     /// <summary>The end round every broadcast carries (<see cref="Protocol.ShardWeightsHeader.EndRound"/>): <see cref="CutFrom"/> once
-    /// the part is cut, so no worker computes a round from it; <see cref="int.MaxValue"/> before (each worker's minibatches end it).</summary>
+    /// the part is cut, so a worker that holds a result sent after the cut computes no round from it; <see cref="int.MaxValue"/>
+    /// before (each worker's minibatches end it).</summary>
     public int EndRound => CutFrom < 0 ? int.MaxValue : CutFrom;
 
     /// <summary>True when no live worker has a slice to send in <see cref="OpenRound"/> or later: the part is over here.</summary>
@@ -256,13 +264,20 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
         _alive[worker] = false;
         _frozen[worker] = false;
         var (_, cutFrom) = decision.ApplyTo(_roundsPerWorker, keepGlobalBatch);
+        LeftOutAtCut = [];
         if (cutFrom >= 0)
         {
             CutFrom = CutFrom < 0 ? cutFrom : Math.Min(CutFrom, cutFrom);
             // Slices of the open round taken before the decision, now past their worker's end (a round all shards had closed
             // with the lost worker's slice, whose results the workers computed on): their minibatches go to the further part.
+            List<int> leftOut = [];
             for (var w = 0; w < _open.Length; w++)
-                if (_roundsPerWorker[w] <= OpenRound) _open[w] = null;
+                if (_roundsPerWorker[w] <= OpenRound && _open[w] is not null)
+                {
+                    _open[w] = null;
+                    if (w != worker) leftOut.Add(w);
+                }
+            LeftOutAtCut = leftOut;
         }
         if (decision.Keep) return CloseIfComplete(); // the open round may have waited only for the lost worker
         Stamp++;
