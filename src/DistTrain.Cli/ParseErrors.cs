@@ -29,8 +29,32 @@ internal static class ParseErrors
             var line = Describe(error, name, command, missingRequired, parse.UnmatchedTokens.Count > 0);
             if (line is not null && !lines.Contains(line)) lines.Add(line);
         }
+        foreach (var line in Repeated(parse, command))
+            if (!lines.Contains(line)) lines.Add(line);
         lines.AddRange(Unmatched(parse, name, command));
         return lines;
+    }
+
+    /// <summary>
+    /// An option of one value given more than once where the parser reports nothing: "-o A -o", the second without a value,
+    /// parsed as "-o A" and the second occurrence was dropped without a word. (With two values the parser's error is
+    /// reported as <c>GivenTwice</c>.) Flags, which take no value, may repeat.
+    /// </summary>
+    private static IEnumerable<string> Repeated(ParseResult parse, Command command)
+    {
+        foreach (var option in command.Options.Concat(parse.RootCommandResult.Command.Options).Distinct())
+        {
+            if (option.Arity.MaximumNumberOfValues != 1 || option.Arity.MinimumNumberOfValues < 1) continue;
+            if (parse.GetResult(option) is not { Implicit: false } result || result.Tokens.Count > 1) continue;
+            var spellings = option.Aliases.Append(option.Name).ToHashSet(StringComparer.Ordinal);
+            var times = parse.Tokens.Count(t => t.Type == TokenType.Option && spellings.Contains(t.Value));
+            if (times < 2) continue;
+            var values = result.Tokens.Select(t => $"'{t.Value}'").ToList();
+            var withoutValue = times - values.Count;
+            var given = string.Join(", ", values.Concat(withoutValue > 0 ? [withoutValue == 1 ? "once without a value" : $"{withoutValue} times without a value"] : []));
+            yield return $"{string.Join("/", option.Aliases.Order(StringComparer.Ordinal).Append(option.Name))} is given {times} times ({given}); " +
+                "it takes one value: give it once.";
+        }
     }
 
     /// <summary>

@@ -66,6 +66,11 @@ public class CommandLineTests : IDisposable
     [InlineData("compare", "disttrain compare needs RUNS: Run folders (each with the summary.json a training run wrote, or the epochs.csv of a run stopped before it).")]
     [InlineData("train -c c.json -o A --output B", "-o/--output is given 2 times ('A', 'B'); it takes one value: give it once.")]
     [InlineData("train -c a.json --config b.json", "-c/--config is given 2 times ('a.json', 'b.json'); it takes one value: give it once.")]
+    // A second occurrence without a value was dropped without a word, the first value used.
+    [InlineData("train -c a.json -o A -e 1 --config", "-c/--config is given 2 times ('a.json', once without a value); it takes one value: give it once.")]
+    [InlineData("train -c a.json -o A -o", "-o/--output is given 2 times ('A', once without a value); it takes one value: give it once.")]
+    [InlineData("predict -m m.safetensors a.png -m", "-m/--model is given 2 times ('m.safetensors', once without a value)")]
+    [InlineData("predict -m m.safetensors a.png --top-k 2 -k", "-k/--top-k is given 2 times ('2', once without a value)")]
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
@@ -73,6 +78,14 @@ public class CommandLineTests : IDisposable
         Assert.Contains(expected, problem);
         Assert.DoesNotContain("System.", problem); // no .NET type names
         Assert.DoesNotContain('\n', problem);
+    }
+
+    /// <summary>A flag, which takes no value, may be given twice; an option of one value given once is no problem.</summary>
+    [Fact]
+    public void A_repeated_flag_is_no_problem()
+    {
+        Assert.Empty(Problems(["config", "-c", "a.json", "--check-node", "--check-node"]));
+        Assert.Empty(Problems(["train", "-c", "a.json", "-o", "A", "-e", "1"]));
     }
 
     /// <summary>
