@@ -709,6 +709,41 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal($"{huge}: line 2, column 'a' (index 0): '1e39' is outside the range of float32 (±3.4E+38), in which features are held. Rescale the column.", error.Message);
         var text = Write("text.csv", "a,b,label\nn/a,2,x\n");
         Assert.Contains("'n/a' marks a missing value: every feature needs a value", Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
+
+        // Semicolons and decimal commas read with the default separator: the rows split at the commas, into cells that hold the
+        // semicolons. The separator is named (it was a number error that suggested a cell as the label column); once it is set,
+        // the decimal commas are named as such.
+        var european = Write("european.csv", "5,1;3,5;1,4;0\n4,9;3,0;1,4;1\n");
+        error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(european, new CsvOptions { HasHeader = false }));
+        Assert.Equal($"{european}: line 1, column 'column 1' (index 1): '1;3' is not a number, and it holds ';': is that the file's separator? Set " +
+            "Data:Csv:Separator to \";\" (it is ','); if this column is text, list it in Data:Csv:IgnoreColumns.", error.Message);
+        Assert.Contains("'5,1' is not a number: a decimal comma?",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(european, new CsvOptions { HasHeader = false, Separator = ";" })).Message);
+        var tabbed = Write("tabbed.csv", "x1,x2\tlabel\n1,2\t0\n");
+        Assert.Contains("'2\t0' is not a number, and it holds '\\t': is that the file's separator? Set Data:Csv:Separator to \"\\t\"",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(tabbed, new CsvOptions { LabelColumn = "x1" })).Message);
+    }
+
+    /// <summary>
+    /// A UTF-16 file (Excel's "Unicode Text", PowerShell's default encoding) is named as UTF-16, with the fix, not as a file of
+    /// control characters; a label column given as an index past the last column says so.
+    /// </summary>
+    [Fact]
+    public void A_utf16_file_and_a_label_index_past_the_last_column_are_named_as_such()
+    {
+        foreach (var encoding in new[] { System.Text.Encoding.Unicode, System.Text.Encoding.BigEndianUnicode })
+        {
+            var utf16 = Path.Combine(_directory, $"utf16-{encoding.WebName}.csv");
+            File.WriteAllBytes(utf16, [.. encoding.GetPreamble(), .. encoding.GetBytes("a,b,label\n1,2,0\n")]);
+            var bom = encoding.GetPreamble();
+            Assert.Equal($"{utf16}: the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0x{bom[0]:X2} 0x{bom[1]:X2}), and a CSV file is read as UTF-8. " +
+                "Save it as UTF-8 (Excel: \"CSV UTF-8\"; or iconv -f UTF-16 -t UTF-8 FILE > NEW).", Assert.Throws<DataFormatException>(() => CsvDataset.Read(utf16, new CsvOptions())).Message);
+        }
+        var file = Write("five.csv", "a,b,c,d,label\n1,2,3,4,0\n");
+        Assert.Equal($"{file}: Data:Csv:LabelColumn = '9' is no column: the header has 'a', 'b', 'c', 'd', 'label'; as a 0-based index, 9 is outside 0 to 4. " +
+            "Give the label column's name or 0-based index.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { LabelColumn = "9" })).Message);
+        Assert.EndsWith("which is no column: the header has 'a', 'b', 'c', 'd', 'label'; as a 0-based index, -1 is outside 0 to 4.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { IgnoreColumns = ["-1"] })).Message);
     }
 
     [Fact]

@@ -96,6 +96,15 @@ public static partial class CsvDataset
               $"set Data:Csv:LabelColumn to '{setting}'. {labels}.";
     }
 
+    /// <summary>Another common separator (';', tab, '|', ',') that <paramref name="cell"/> holds, as Data:Csv:Separator would
+    /// show it ("\t" for a tab), when it is not the file's separator: a file split by the wrong one; else null.</summary>
+    private static string? OtherSeparatorIn(ReadOnlySpan<char> cell, CsvOptions options)
+    {
+        foreach (var c in (ReadOnlySpan<char>)[';', '\t', '|', ','])
+            if (c.ToString() != options.Separator && cell.Contains(c)) return c == '\t' ? "\\t" : c.ToString();
+        return null;
+    }
+
     /// <summary>Cells that mark a missing value: pandas' <c>read_csv</c> default <c>na_values</c> that do not read as numbers, and
     /// <c>?</c> (the UCI data sets' marker). <c>NaN</c> in any case reads as a number, NaN, which marks a missing value too.</summary>
     private static readonly HashSet<string> MissingValueMarkers = new(StringComparer.Ordinal)
@@ -423,6 +432,9 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
                             (float.IsNaN(value) || MissingValueMarkers.Contains(cell.ToString())
                                 ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel)
+                                : DecimalComma(cell) is null && OtherSeparatorIn(cell, options) is { } other
+                                ? $"is not a number, and it holds '{other}': is that the file's separator? Set Data:Csv:Separator to \"{other}\" (it is " +
+                                  $"'{CsvOptions.Shown(options.Separator)}'){(forModel ? "" : "; if this column is text, list it in Data:Csv:IgnoreColumns")}."
                                 : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count, forModel)
                                   ?? NotAFeature(cell, ColumnName(layout, column, options), ColumnSetting(layout, column), line, lines.Count, forModel)));
                     values.Add(value);
@@ -662,6 +674,10 @@ public static partial class CsvDataset
         var buffer = new byte[TextCheckBytes];
         var read = 0;
         for (int n; read < buffer.Length && (n = stream.Read(buffer, read, buffer.Length - read)) > 0;) read += n;
+        // UTF-16 (Excel's "Unicode Text", PowerShell's default): a byte-order mark, then a zero byte in every other place.
+        if (read >= 2 && ((buffer[0] == 0xFF && buffer[1] == 0xFE) || (buffer[0] == 0xFE && buffer[1] == 0xFF)))
+            throw new DataFormatException($"{path}: the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0x{buffer[0]:X2} 0x{buffer[1]:X2}), and a CSV " +
+                "file is read as UTF-8. Save it as UTF-8 (Excel: \"CSV UTF-8\"; or iconv -f UTF-16 -t UTF-8 FILE > NEW).");
         for (var i = 0; i < read; i++)
         {
             var b = buffer[i];
@@ -741,6 +757,9 @@ public static partial class CsvDataset
         IReadOnlyList<string>? expectedFeatures, bool byName)
     {
         string Known() => header is null ? $"the file has {columnCount} columns (0 to {columnCount - 1})" : $"the header has {string.Join(", ", header.Select(h => $"'{h}'"))}";
+        // A name that is a number: read as a 0-based index, which is past the last column.
+        string IndexNote(string name) => header is not null && int.TryParse(name, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var i)
+            ? $"; as a 0-based index, {i} is outside 0 to {columnCount - 1}" : "";
         // One column holding another common separator: the file is split by that one (a semicolon file read with commas, say).
         var firstCell = header?[0] ?? "";
         if (columnCount == 1 && new[] { ';', '\t', '|', ',' }.FirstOrDefault(c => c.ToString() != options.Separator && firstCell.Contains(c)) is var other and not '\0')
@@ -752,12 +771,12 @@ public static partial class CsvDataset
             var index = FindSettingColumn(path, "Data:Csv:IgnoreColumns", name, header, columnCount);
             // A file scored with a model's columns, found by the header's names: an ignored column it lacks is not needed.
             if (index < 0 && expectedFeatures is not null && byName && header is not null) continue;
-            if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}.");
+            if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}{IndexNote(name)}.");
             ignored.Add(index);
         }
         var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount, ignored) : FindSettingColumn(path, "Data:Csv:LabelColumn", options.LabelColumn, header, columnCount);
         if (label < 0 && requireLabel)
-            throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
+            throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}{IndexNote(options.LabelColumn)}. Give the label column's name or 0-based index.");
         if (label >= 0 && ignored.Contains(label) && (requireLabel || options.LabelColumn.Length > 0))
             throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names the label column ({(header is null ? $"column {label}" : $"'{header[label]}'")}). " +
                 "Remove it from IgnoreColumns, or set Data:Csv:LabelColumn to the column that holds the labels.");
