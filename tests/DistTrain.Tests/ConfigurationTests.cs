@@ -125,6 +125,31 @@ public class ConfigurationTests : IDisposable
             "Optimizer:GradientClipNorm = 1 in Training:Mode Async: ", twoKeys.Message);
     }
 
+    /// <summary>
+    /// A file that is not UTF-8 text (a PNG given as the config, a UTF-16 file) is named by its own first bad byte, or as UTF-16;
+    /// the JSON parser had named byte 0xEF whatever the file held (the replacement character it saw). UTF-8 text, with or
+    /// without a byte-order mark and with characters beyond ASCII, loads.
+    /// </summary>
+    [Fact]
+    public void A_config_that_is_not_utf8_text_names_its_first_bad_byte_or_utf16()
+    {
+        var png = Path.Combine(_directory, "image.json");
+        File.WriteAllBytes(png, [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        Assert.Equal("the file is not UTF-8 text: byte 0 is 0x89, which starts no UTF-8 character, and a config is JSON text. Is this the right file?",
+            Assert.Single(Invalid(png).Problems));
+        var latin1 = Path.Combine(_directory, "latin1.json");
+        File.WriteAllBytes(latin1, [.. "{ \"Output\": { \"Directory\": \"caf"u8.ToArray(), 0xE9, .. "\" } }"u8.ToArray()]);
+        Assert.StartsWith("the file is not UTF-8 text: byte 31 is 0xE9", Assert.Single(Invalid(latin1).Problems));
+        var utf16 = Path.Combine(_directory, "utf16.json");
+        File.WriteAllBytes(utf16, [.. System.Text.Encoding.Unicode.GetPreamble(), .. System.Text.Encoding.Unicode.GetBytes("{ \"Training\": { \"Epochs\": 2 } }")]);
+        Assert.Equal("the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0xFF 0xFE), and a config is read as UTF-8: save it as UTF-8.",
+            Assert.Single(Invalid(utf16).Problems));
+        var utf8 = Path.Combine(_directory, "utf8.json");
+        File.WriteAllBytes(utf8, [0xEF, 0xBB, 0xBF, .. "{ \"Training\": { \"Epochs\": 2 }, \"Output\": { \"Directory\": \"café\" }, \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10 }] } }"u8.ToArray()]);
+        var options = TrainingOptionsLoader.Load(utf8, ValidData, environment: NoEnvironment);
+        Assert.Equal((2, "café"), (options.Training.Epochs, options.Output.Directory));
+    }
+
     [Fact]
     public void Broken_json_and_a_missing_file_are_reported()
     {

@@ -103,6 +103,9 @@ public static partial class TrainingOptionsLoader
     internal static TrainingOptions Load(string source, byte[]? json, IReadOnlyDictionary<string, string?>? overrides,
         bool checkDataDirectory, IReadOnlyDictionary<string, string?>? environment, IReadOnlyDictionary<string, string>? optionNames = null)
     {
+        // Bytes that are not UTF-8 (an image, a UTF-16 file) reached the parser as replacement characters, which it named as
+        // byte 0xEF whatever the file held: named here by their own offset and value.
+        if (json is not null && NotUtf8(json) is { } notText) throw new ConfigurationException(source, [notText]);
         // A setting given twice fails the JSON provider: the repeats are named, and the file is read without them, so the
         // rest of its problems are reported in the same go.
         var duplicates = json is not null ? DuplicateKeys(json, source) : [];
@@ -995,6 +998,24 @@ public static partial class TrainingOptionsLoader
     /// </summary>
     internal static string Shown(string value, string origin) =>
         value is "True" or "False" && origin.StartsWith("in ", StringComparison.Ordinal) ? value.ToLowerInvariant() : Shown(value);
+
+    /// <summary>
+    /// Why <paramref name="json"/> is not UTF-8 text (a config is read as UTF-8, with or without a byte-order mark): the offset and
+    /// value of its first byte that is not, or a UTF-16 byte-order mark; null when it is UTF-8.
+    /// </summary>
+    internal static string? NotUtf8(byte[] json)
+    {
+        if (json.Length >= 2 && ((json[0] == 0xFF && json[1] == 0xFE) || (json[0] == 0xFE && json[1] == 0xFF)))
+            return $"the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0x{json[0]:X2} 0x{json[1]:X2}), and a config is read as UTF-8: save it as UTF-8.";
+        var at = 0;
+        while (at < json.Length)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(json.AsSpan(at), out _, out var consumed) != System.Buffers.OperationStatus.Done)
+                return $"the file is not UTF-8 text: byte {at:N0} is 0x{json[at]:X2}, which starts no UTF-8 character, and a config is JSON text. Is this the right file?";
+            at += consumed;
+        }
+        return null;
+    }
 
     /// <summary>
     /// The problem of a config file that is not JSON: System.Text.Json's message with its position as a 1-based line and
