@@ -26,7 +26,7 @@ internal static class ParseErrors
         {
             if (error.SymbolResult is CommandResult && parse.UnmatchedTokens.Any(t => error.Message.Contains($"'{t}'", StringComparison.Ordinal)))
                 continue; // an unmatched token: reported below
-            var line = Describe(error, name, command, missingRequired, parse.UnmatchedTokens.Count > 0);
+            var line = Describe(error, name, command, missingRequired, parse.UnmatchedTokens.Count > 0, parse.Tokens);
             if (line is not null && !lines.Contains(line)) lines.Add(line);
         }
         foreach (var line in Repeated(parse, command))
@@ -45,16 +45,30 @@ internal static class ParseErrors
         foreach (var option in command.Options.Concat(parse.RootCommandResult.Command.Options).Distinct())
         {
             if (option.Arity.MaximumNumberOfValues != 1 || option.Arity.MinimumNumberOfValues < 1) continue;
-            if (parse.GetResult(option) is not { Implicit: false } result || result.Tokens.Count > 1) continue;
-            var spellings = option.Aliases.Append(option.Name).ToHashSet(StringComparer.Ordinal);
-            var times = parse.Tokens.Count(t => t.Type == TokenType.Option && spellings.Contains(t.Value));
-            if (times < 2) continue;
-            var values = result.Tokens.Select(t => $"'{t.Value}'").ToList();
-            var withoutValue = times - values.Count;
-            var given = string.Join(", ", values.Concat(withoutValue > 0 ? [withoutValue == 1 ? "once without a value" : $"{withoutValue} times without a value"] : []));
-            yield return $"{string.Join("/", option.Aliases.Order(StringComparer.Ordinal).Append(option.Name))} is given {times} times ({given}); " +
-                "it takes one value: give it once.";
+            // With two values, or none at all (the parser's "needs a value"), the parser's error already says it.
+            if (parse.GetResult(option) is not { Implicit: false } result || result.Tokens.Count is 0 or > 1 || HasError(parse, result)) continue;
+            if (Occurrences(option, parse.Tokens) >= 2) yield return GivenMoreThanOnce(option, result, parse.Tokens);
         }
+    }
+
+    /// <summary>How many times <paramref name="option"/> is named on the line, by any of its spellings.</summary>
+    private static int Occurrences(Option option, IReadOnlyList<Token> tokens)
+    {
+        var spellings = option.Aliases.Append(option.Name).ToHashSet(StringComparer.Ordinal);
+        return tokens.Count(t => t.Type == TokenType.Option && spellings.Contains(t.Value));
+    }
+
+    /// <summary>
+    /// An option of one value named more than once: each value given, and the occurrences without one ("-o A --output B" was
+    /// the parser's "Option '-o' expects a single argument but 2 were provided", which named one spelling).
+    /// </summary>
+    private static string GivenMoreThanOnce(Option option, OptionResult result, IReadOnlyList<Token> tokens)
+    {
+        var values = result.Tokens.Select(t => $"'{t.Value}'").ToList();
+        var times = Math.Max(values.Count, Occurrences(option, tokens));
+        var withoutValue = times - values.Count;
+        var given = string.Join(", ", values.Concat(withoutValue > 0 ? [withoutValue == 1 ? "once without a value" : $"{withoutValue} times without a value"] : []));
+        return $"{string.Join("/", option.Aliases.Order(StringComparer.Ordinal).Append(option.Name))} is given {times} times ({given}); it takes one value: give it once.";
     }
 
     /// <summary>
@@ -99,7 +113,7 @@ internal static class ParseErrors
     private static bool HasError(ParseResult parse, OptionResult result) =>
         parse.Errors.Any(e => e.SymbolResult == result || e.SymbolResult is ArgumentResult { Parent: var parent } && parent == result);
 
-    private static string? Describe(ParseError error, string name, Command command, List<Option> missingRequired, bool unmatched)
+    private static string? Describe(ParseError error, string name, Command command, List<Option> missingRequired, bool unmatched, IReadOnlyList<Token> tokens)
     {
         switch (error.SymbolResult)
         {
@@ -111,9 +125,9 @@ internal static class ParseErrors
             case ArgumentResult { Parent: OptionResult { Option: var option } parent } when parent.Tokens.Count == 0:
                 return NeedsValue(option);
             case OptionResult { Option: var option } result when option.Arity.MaximumNumberOfValues == 1 && result.Tokens.Count > 1:
-                return GivenTwice(option, result);
+                return GivenMoreThanOnce(option, result, tokens);
             case ArgumentResult { Parent: OptionResult { Option: var option } parent } when option.Arity.MaximumNumberOfValues == 1 && parent.Tokens.Count > 1:
-                return GivenTwice(option, parent);
+                return GivenMoreThanOnce(option, parent, tokens);
             case OptionResult or ArgumentResult { Parent: OptionResult }:
                 return error.Message; // from CliOptions' parsers and validators: names the option, the value and what it takes
             case ArgumentResult { Argument: var argument } result when result.Tokens.Count == 0:
@@ -128,10 +142,6 @@ internal static class ParseErrors
                 return $"{error.Message} ('{name} --help' lists what it takes).";
         }
 
-        // "-o A --output B": the parser's "Option '-o' expects a single argument but 2 were provided" named one spelling.
-        static string GivenTwice(Option option, OptionResult result) =>
-            $"{string.Join("/", option.Aliases.Order(StringComparer.Ordinal).Append(option.Name))} is given {result.Tokens.Count} times " +
-            $"({string.Join(", ", result.Tokens.Select(t => $"'{t.Value}'"))}); it takes one value: give it once.";
 
         static string NeedsValue(Option option) =>
             $"{option.Name} needs a value: it takes {CliOptions.Takes(option) ?? option.HelpName ?? "one value"}.";

@@ -71,6 +71,8 @@ public class CommandLineTests : IDisposable
     [InlineData("train -c a.json -o A -o", "-o/--output is given 2 times ('A', once without a value); it takes one value: give it once.")]
     [InlineData("predict -m m.safetensors a.png -m", "-m/--model is given 2 times ('m.safetensors', once without a value)")]
     [InlineData("predict -m m.safetensors a.png --top-k 2 -k", "-k/--top-k is given 2 times ('2', once without a value)")]
+    [InlineData("train -c a.json -o A -o B -o", "-o/--output is given 3 times ('A', 'B', once without a value); it takes one value: give it once.")]
+    [InlineData("train -c a.json -e -e", "--epochs '-e' is not a whole number")] // one line: not also "given 2 times"
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));

@@ -135,11 +135,11 @@ public class ConfigurationTests : IDisposable
     {
         var png = Path.Combine(_directory, "image.json");
         File.WriteAllBytes(png, [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
-        Assert.Equal("the file is not UTF-8 text: byte 0 is 0x89, which starts no UTF-8 character, and a config is JSON text. Is this the right file?",
-            Assert.Single(Invalid(png).Problems));
+        Assert.Equal("the file is not UTF-8 text: the bytes from 0 (0x89 0x50) are no UTF-8 character, and a config is JSON text in UTF-8. Is this the " +
+            "right file? If it is, it was saved in another encoding (Latin-1 or Windows-1252, say): save it as UTF-8.", Assert.Single(Invalid(png).Problems));
         var latin1 = Path.Combine(_directory, "latin1.json");
         File.WriteAllBytes(latin1, [.. "{ \"Output\": { \"Directory\": \"caf"u8.ToArray(), 0xE9, .. "\" } }"u8.ToArray()]);
-        Assert.StartsWith("the file is not UTF-8 text: byte 31 is 0xE9", Assert.Single(Invalid(latin1).Problems));
+        Assert.StartsWith("the file is not UTF-8 text: the bytes from 31 (0xE9 0x22) are no UTF-8 character", Assert.Single(Invalid(latin1).Problems));
         var utf16 = Path.Combine(_directory, "utf16.json");
         File.WriteAllBytes(utf16, [.. System.Text.Encoding.Unicode.GetPreamble(), .. System.Text.Encoding.Unicode.GetBytes("{ \"Training\": { \"Epochs\": 2 } }")]);
         Assert.Equal("the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0xFF 0xFE), and a config is read as UTF-8: save it as UTF-8.",

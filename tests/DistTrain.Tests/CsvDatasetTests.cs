@@ -722,6 +722,13 @@ public class CsvDatasetTests : IDisposable
         var tabbed = Write("tabbed.csv", "x1,x2\tlabel\n1,2\t0\n");
         Assert.Contains("'2\t0' is not a number, and it holds '\\t': is that the file's separator? Set Data:Csv:Separator to \"\\t\"",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(tabbed, new CsvOptions { LabelColumn = "x1" })).Message);
+        // No such hint for a text cell in a file split right, a thousands separator, or a stray cell after rows that read well.
+        var names = Write("names.csv", "x,who,label\n1,Smith; John,0\n");
+        Assert.DoesNotContain("separator", Assert.Throws<DataFormatException>(() => CsvDataset.Read(names, new CsvOptions())).Message);
+        var thousands = Write("thousands.csv", "x;y;label\n1,000,000;2;0\n");
+        Assert.DoesNotContain("Set Data:Csv:Separator", Assert.Throws<DataFormatException>(() => CsvDataset.Read(thousands, new CsvOptions { Separator = ";" })).Message);
+        var stray = Write("stray.csv", "x,y,label\n1,2,0\n3,4,1\n5,6;7,0\n");
+        Assert.DoesNotContain("separator", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
     }
 
     /// <summary>
@@ -742,8 +749,12 @@ public class CsvDatasetTests : IDisposable
         var file = Write("five.csv", "a,b,c,d,label\n1,2,3,4,0\n");
         Assert.Equal($"{file}: Data:Csv:LabelColumn = '9' is no column: the header has 'a', 'b', 'c', 'd', 'label'; as a 0-based index, 9 is outside 0 to 4. " +
             "Give the label column's name or 0-based index.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { LabelColumn = "9" })).Message);
-        Assert.EndsWith("which is no column: the header has 'a', 'b', 'c', 'd', 'label'; as a 0-based index, -1 is outside 0 to 4.",
+        Assert.EndsWith("which is no column: the header has 'a', 'b', 'c', 'd', 'label'; a 0-based index is written without a sign, 0 to 4.",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { IgnoreColumns = ["-1"] })).Message);
+        Assert.EndsWith("which is no column: the header has 'a', 'b', 'c', 'd', 'label'; a 0-based index is written without a sign, 0 to 4.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { IgnoreColumns = ["+3"] })).Message);
+        Assert.EndsWith("which is no column: the header has 'a', 'b', 'c', 'd', 'label'.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(file, new CsvOptions { IgnoreColumns = ["e"] })).Message);
     }
 
     [Fact]

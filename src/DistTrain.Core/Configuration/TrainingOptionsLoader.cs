@@ -1007,11 +1007,14 @@ public static partial class TrainingOptionsLoader
     {
         if (json.Length >= 2 && ((json[0] == 0xFF && json[1] == 0xFE) || (json[0] == 0xFE && json[1] == 0xFF)))
             return $"the file is UTF-16 text (it starts with a UTF-16 byte-order mark, 0x{json[0]:X2} 0x{json[1]:X2}), and a config is read as UTF-8: save it as UTF-8.";
+        if (System.Text.Unicode.Utf8.IsValid(json)) return null; // the common case, in one pass
         var at = 0;
         while (at < json.Length)
         {
             if (System.Text.Rune.DecodeFromUtf8(json.AsSpan(at), out _, out var consumed) != System.Buffers.OperationStatus.Done)
-                return $"the file is not UTF-8 text: byte {at:N0} is 0x{json[at]:X2}, which starts no UTF-8 character, and a config is JSON text. Is this the right file?";
+                return $"the file is not UTF-8 text: the bytes from {at:N0} (0x{json[at]:X2}{(at + 1 < json.Length ? $" 0x{json[at + 1]:X2}" : "")}) are no UTF-8 " +
+                    "character, and a config is JSON text in UTF-8. Is this the right file? If it is, it was saved in another encoding (Latin-1 or " +
+                    "Windows-1252, say): save it as UTF-8.";
             at += consumed;
         }
         return null;

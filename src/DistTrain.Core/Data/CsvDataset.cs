@@ -97,12 +97,37 @@ public static partial class CsvDataset
     }
 
     /// <summary>Another common separator (';', tab, '|', ',') that <paramref name="cell"/> holds, as Data:Csv:Separator would
-    /// show it ("\t" for a tab), when it is not the file's separator: a file split by the wrong one; else null.</summary>
+    /// show it ("\t" for a tab), when it is not the file's separator and every piece between its occurrences is a number (with a
+    /// decimal point or comma) or blank: cells of a file split by the wrong one, as '1;3' or '5,1;3,5'; else null. A text cell
+    /// ("Smith; John") or a number with thousands separators gets no such hint.</summary>
     private static string? OtherSeparatorIn(ReadOnlySpan<char> cell, CsvOptions options)
     {
         foreach (var c in (ReadOnlySpan<char>)[';', '\t', '|', ','])
-            if (c.ToString() != options.Separator && cell.Contains(c)) return c == '\t' ? "\\t" : c.ToString();
+        {
+            if (c.ToString() == options.Separator || !cell.Contains(c)) continue;
+            if (c == ',' && ThousandsGrouped(cell)) continue; // 1,000,000: one number, not cells
+            var numbers = true;
+            foreach (var range in cell.Split(c))
+            {
+                var piece = cell[range].Trim();
+                numbers &= piece.IsEmpty || IsNumber(piece) || DecimalComma(piece) is not null;
+            }
+            if (numbers) return c == '\t' ? "\\t" : c.ToString();
+        }
         return null;
+    }
+
+    /// <summary>True for a whole number grouped in thousands by commas (<c>1,000,000</c>, <c>-12,345</c>).</summary>
+    private static bool ThousandsGrouped(ReadOnlySpan<char> cell)
+    {
+        var first = true;
+        foreach (var range in cell.Trim().TrimStart('-').Split(','))
+        {
+            var group = cell.Trim().TrimStart('-')[range];
+            if (group.IsEmpty || group.Length > 3 || (!first && group.Length != 3) || group.ContainsAnyExceptInRange('0', '9')) return false;
+            first = false;
+        }
+        return !first;
     }
 
     /// <summary>Cells that mark a missing value: pandas' <c>read_csv</c> default <c>na_values</c> that do not read as numbers, and
@@ -432,9 +457,12 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
                             (float.IsNaN(value) || MissingValueMarkers.Contains(cell.ToString())
                                 ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel)
-                                : DecimalComma(cell) is null && OtherSeparatorIn(cell, options) is { } other
-                                ? $"is not a number, and it holds '{other}': is that the file's separator? Set Data:Csv:Separator to \"{other}\" (it is " +
-                                  $"'{CsvOptions.Shown(options.Separator)}'){(forModel ? "" : "; if this column is text, list it in Data:Csv:IgnoreColumns")}."
+                                : lines.Count == 0 && DecimalComma(cell) is null && OtherSeparatorIn(cell, options) is { } other
+                                ? (forModel
+                                    ? $"is not a number, and it holds '{other}': is that the file's separator? The model reads files separated by " +
+                                      $"'{CsvOptions.Shown(options.Separator)}', as its training file was: write the file with that separator."
+                                    : $"is not a number, and it holds '{other}': is that the file's separator? Set Data:Csv:Separator to \"{other}\" (it is " +
+                                      $"'{CsvOptions.Shown(options.Separator)}'); if this column is text, list it in Data:Csv:IgnoreColumns.")
                                 : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count, forModel)
                                   ?? NotAFeature(cell, ColumnName(layout, column, options), ColumnSetting(layout, column), line, lines.Count, forModel)));
                     values.Add(value);
@@ -758,8 +786,11 @@ public static partial class CsvDataset
     {
         string Known() => header is null ? $"the file has {columnCount} columns (0 to {columnCount - 1})" : $"the header has {string.Join(", ", header.Select(h => $"'{h}'"))}";
         // A name that is a number: read as a 0-based index, which is past the last column.
-        string IndexNote(string name) => header is not null && int.TryParse(name, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var i)
-            ? $"; as a 0-based index, {i} is outside 0 to {columnCount - 1}" : "";
+        string IndexNote(string name) =>
+            header is null ? "" // Known() gives the range
+            : int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i >= columnCount ? $"; as a 0-based index, {i} is outside 0 to {columnCount - 1}"
+            : int.TryParse(name, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _) ? $"; a 0-based index is written without a sign, 0 to {columnCount - 1}"
+            : "";
         // One column holding another common separator: the file is split by that one (a semicolon file read with commas, say).
         var firstCell = header?[0] ?? "";
         if (columnCount == 1 && new[] { ';', '\t', '|', ',' }.FirstOrDefault(c => c.ToString() != options.Separator && firstCell.Contains(c)) is var other and not '\0')
