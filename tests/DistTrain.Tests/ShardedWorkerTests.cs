@@ -220,6 +220,18 @@ public sealed class ShardedWorkerTests : TestKit
         TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
     }
 
+    /// <summary>Two shards over TCP, a loss arbiter of epoch 1's first part that reports to the test actor, and real workers
+    /// that train against the shards, supervised under <paramref name="failures"/>.</summary>
+    private (ParameterVector Initial, ShardNode[] Nodes, IActorRef[] Shards, IActorRef[] Workers, IActorRef Arbiter) TwoShardsOverTcp(TestProbe failures)
+    {
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, 2, tokens);
+        var shards = nodes.Select(n => n.Shard).ToArray();
+        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
+        return (initial, nodes, shards, workers, Sys.ActorOf(ShardLossArbiter.Props(shards, Workers, 1, 0, TestActor)));
+    }
+
     /// <summary>
     /// A worker lost during a part, and the further part of the epoch that trains the samples it left: worker 1 never computes
     /// (it is given no data shard) and is reported lost in round 0; over TCP, the part's <see cref="ShardLossArbiter"/> asks
@@ -252,13 +264,7 @@ public sealed class ShardedWorkerTests : TestKit
         var expected = WeightsAt(reference[0], 2 * Rounds).Weights;
         Sys.Stop(server);
 
-        // Two shards over TCP, their loss arbiter, and the same workers.
-        var initial = Initial();
-        var tokens = ShardDataPlaneTests.Tokens(Workers);
-        var nodes = StartShards(initial, 2, tokens);
-        var shards = nodes.Select(n => n.Shard).ToArray();
-        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, Workers, 1, 0, TestActor));
+        var (initial, nodes, shards, workers, arbiter) = TwoShardsOverTcp(failures);
         workers[0].Tell(Shard(1, 0));
         foreach (var node in nodes) node.Shard.Tell(new ShardPartStart(1, node.Links, [Rounds, Rounds], 0, shards, arbiter));
         arbiter.Tell(new WorkerLost(1));
@@ -311,13 +317,7 @@ public sealed class ShardedWorkerTests : TestKit
         var expected = WeightsAt(reference[0], 1 + furtherEnd - FurtherFirstRound).Weights;
         Sys.Stop(server);
 
-        // Two shards over TCP, their loss arbiter, and the same workers.
-        var initial = Initial();
-        var tokens = ShardDataPlaneTests.Tokens(Workers);
-        var nodes = StartShards(initial, 2, tokens);
-        var shards = nodes.Select(n => n.Shard).ToArray();
-        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, Workers, 1, 0, TestActor));
+        var (initial, nodes, shards, workers, arbiter) = TwoShardsOverTcp(failures);
         EventFilter.Warning(contains: "Training:KeepGlobalBatch ended this part").Expect(0, () =>
         {
             workers[0].Tell(Shard(1, 0));

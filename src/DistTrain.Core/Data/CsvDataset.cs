@@ -120,10 +120,11 @@ public static partial class CsvDataset
     /// <summary>True for a whole number grouped in thousands by commas (<c>1,000,000</c>, <c>-12,345</c>).</summary>
     private static bool ThousandsGrouped(ReadOnlySpan<char> cell)
     {
+        var digits = cell.Trim().TrimStart('-');
         var first = true;
-        foreach (var range in cell.Trim().TrimStart('-').Split(','))
+        foreach (var range in digits.Split(','))
         {
-            var group = cell.Trim().TrimStart('-')[range];
+            var group = digits[range];
             if (group.IsEmpty || group.Length > 3 || (!first && group.Length != 3) || group.ContainsAnyExceptInRange('0', '9')) return false;
             first = false;
         }
