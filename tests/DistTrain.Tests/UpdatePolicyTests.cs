@@ -16,12 +16,14 @@ public class UpdatePolicyTests
 {
     private const float Rate = 0.5f;
 
-    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0, bool scaleByWorkers = false)
+    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0, bool scaleByWorkers = false,
+        LearningRateScheduleKind schedule = LearningRateScheduleKind.Constant)
     {
         var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
         var layout = ModelFactory.Build(options).Layout;
         var weights = new ParameterVector(layout, new float[layout.TotalLength]); // all zero: the steps are easy to follow
-        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0, ScaleLearningRateByWorkers = scaleByWorkers };
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0, ScaleLearningRateByWorkers = scaleByWorkers,
+            Schedule = new() { Kind = schedule } };
         var model = new ServerModel(weights, optimizer, totalEpochs: 1);
         var wire = WireLayout.For(layout, TrainingMode.Sync, optimizer);
         return (model, new WeightsOutbox((float[])weights.Values.Clone(), layout.TotalLength), new Recorder(), wire);
@@ -170,6 +172,57 @@ public class UpdatePolicyTests
         Assert.Equal(2, model.Version);
         Assert.Single(output.Completed);
         Assert.Equal(20, policy.EpochSamples);
+    }
+
+    /// <summary>Cosine over one epoch at position p (η_min = 0): η (1 + cos πp) / 2.</summary>
+    private static double CosineAt(double p) => Rate * (1 + Math.Cos(Math.PI * p)) / 2;
+
+    /// <summary>
+    /// Async, Cosine over one epoch of 2 shards × 2 minibatches (4 steps). Two steps are applied, then both workers are lost;
+    /// the 2 minibatches left go to one worker in a further part, as <paramref name="minibatches"/> minibatches (1: the
+    /// global minibatch kept, so one of twice the samples). The further part starts where the epoch stood (step 2 of 4)
+    /// and its minibatches share the 2 steps left, so its last ends the epoch where the plan's last would have. Before,
+    /// it started at its first round's share of an epoch of its own shard count (3 of 2: the schedule's end, rate 0).
+    /// </summary>
+    [Theory]
+    [InlineData(1, new[] { 0.5 })]
+    [InlineData(2, new[] { 0.5, 0.75 })]
+    [InlineData(4, new[] { 0.5, 0.625, 0.75, 0.875 })]
+    public void Async_further_part_after_every_worker_was_lost_goes_on_from_the_epochs_schedule_position(int minibatches, double[] positions)
+    {
+        var (model, outbox, output, wire) = Server(schedule: LearningRateScheduleKind.Cosine);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(2));
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 1, 1, 1)));
+        policy.RemoveWorker(0);
+        policy.RemoveWorker(1);
+        Assert.Single(output.Completed); // the part ends without workers, its minibatches left for a further part
+        // The further part: worker 0 again, from round 3 (the coordinator skips one after the last applied).
+        policy.Start(new EpochPart(1, [true, false], [3 + minibatches, 0], 3, StepsPerEpoch: 2, MidEpochResumable: false, Part: 1));
+        for (var i = 0; i < minibatches; i++)
+            Assert.Null(policy.Accept(Gradient(0, 3 + i, model.Version, 20 / minibatches, 1, 1, 1)));
+        Assert.Equal(2, output.Completed.Count);
+        double[] expected = [CosineAt(0), CosineAt(0.25), .. positions.Select(CosineAt)];
+        Assert.Equal(expected.Length, output.Rates.Count);
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], output.Rates[i], 1e-12);
+    }
+
+    /// <summary>
+    /// The same further part on a policy that applied none of the epoch (a resume with fewer workers, or a new parameter
+    /// server): it starts at its first round's share of the epoch (round 1 of 2: halfway) and its 3 minibatches share the
+    /// half left.
+    /// </summary>
+    [Fact]
+    public void Async_further_part_on_a_new_policy_starts_at_its_first_rounds_share_of_the_epoch()
+    {
+        var (model, outbox, output, wire) = Server(schedule: LearningRateScheduleKind.Cosine);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(new EpochPart(1, [true], [4], 1, StepsPerEpoch: 2, MidEpochResumable: false, Part: 1));
+        for (var i = 0; i < 3; i++) Assert.Null(policy.Accept(Gradient(0, 1 + i, model.Version, 10, 1, 1, 1)));
+        double[] expected = [CosineAt(0.5), CosineAt(0.5 + 0.5 / 3), CosineAt(0.5 + 1.0 / 3)];
+        Assert.Equal(expected.Length, output.Rates.Count);
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], output.Rates[i], 1e-6);
     }
 
     [Fact]
@@ -379,7 +432,12 @@ public class UpdatePolicyTests
         }
         public void Send(int worker, WeightsUpdated weights) => Sent.Add((worker, weights.Version, weights.Round, weights.Shard));
         public RoundApplied TakeReport(int workers) => new RoundApplied(0, 0, 0, 0, 0, default, 0).ForWorkers(workers);
-        public void StepApplied(RoundApplied report) => Steps.Add((report.Version, (double[])report.WorkerStaleness.Clone()));
+        public List<double> Rates { get; } = [];
+        public void StepApplied(RoundApplied report)
+        {
+            Steps.Add((report.Version, (double[])report.WorkerStaleness.Clone()));
+            Rates.Add(report.LearningRate);
+        }
         public void WorkerRemoved(WorkerRemoved removed) => Removed.Add(removed);
         public void PartCompleted(EpochCompleted completed) => Completed.Add(completed);
         public void MinibatchesLeft(MinibatchesLeft left) { }

@@ -27,8 +27,11 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     private bool[] _present = [];
     private long[] _sentVersion = [];
     private long[] _sentTimestamp = [];
-    private int _stepInEpoch;
-    private int _stepsPerEpoch;
+    private int _stepsPerEpoch;     // the schedule's steps in the epoch
+    private int _partStartStep;     // the schedule's step at the part's start
+    private int _partMinibatches;   // a further part's minibatches, spread over the epoch's steps left; 0: one step each
+    private int _stepInPart;        // minibatches applied in this part
+    private int _positionEpoch;     // the epoch the three above belong to (0: none yet)
 
     /// <summary>
     /// The warning for Optimizer:Momentum <paramref name="momentum"/> in Async with <paramref name="workers"/> workers, or
@@ -61,15 +64,57 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         _sentVersion = new long[part.Workers];
         _sentTimestamp = new long[part.Workers];
         Outbox.ForWorkers(part.Workers);
-        // The schedule's unit is a minibatch: an epoch has its planned rounds times its shards of steps, and a part that
-        // starts later (a resumed checkpoint's) starts that far in, past the minibatches it already trained.
-        var shards = Math.Max(1, part.BatchesPerWorker.Count(b => b > part.FirstRound));
-        _stepsPerEpoch = part.PlannedSteps * shards;
-        _stepInEpoch = part.FirstRound * shards + (_queue.Count - _queue.Remaining);
+        StartSchedulePosition(part);
         for (var worker = 0; worker < part.Workers; worker++)
             if (_present[worker]) GiveWork(worker);
         if (_queue.AllDone) Finish();
     }
+
+    /// <summary>
+    /// Where the part's first step sits in the epoch's learning-rate schedule. The schedule's unit is a minibatch: an epoch
+    /// has its planned rounds times its shards of steps, and a first part that starts later (a resumed checkpoint's) starts
+    /// that far in, past the minibatches it already trained. A further part (after every worker was lost, or a resume with
+    /// fewer workers) has other shards and minibatches: it starts where the epoch stood (the steps this policy applied in the
+    /// epoch, or the part's first round's share of the epoch when it applied none) and spreads its minibatches evenly over
+    /// the epoch's steps left, so its last minibatch ends the epoch as the first plan's last would have.
+    /// </summary>
+    private void StartSchedulePosition(EpochPart part)
+    {
+        var shards = Math.Max(1, part.BatchesPerWorker.Count(b => b > part.FirstRound));
+        var reached = _positionEpoch == part.Epoch ? StepInEpoch : -1; // where this policy left the epoch
+        _stepInPart = 0;
+        _partMinibatches = 0;
+        if (part.Part == 0)
+        {
+            _stepsPerEpoch = part.PlannedSteps * shards;
+            _partStartStep = part.FirstRound * shards + (_queue.Count - _queue.Remaining);
+        }
+        else
+        {
+            if (reached < 0)
+            {
+                _stepsPerEpoch = part.PlannedSteps * shards;
+                _partStartStep = Math.Min(_stepsPerEpoch, part.FirstRound * shards);
+            }
+            else _partStartStep = reached;
+            _partMinibatches = _queue.Remaining;
+            // Finer units when the part has more minibatches than the epoch has steps left, so each gets a step of its own.
+            var left = _stepsPerEpoch - _partStartStep;
+            if (left > 0 && _partMinibatches > left)
+            {
+                var scale = (int)Math.Min((_partMinibatches + left - 1) / left, int.MaxValue / _stepsPerEpoch);
+                _stepsPerEpoch *= scale;
+                _partStartStep *= scale;
+            }
+        }
+        _positionEpoch = part.Epoch;
+    }
+
+    /// <summary>The schedule's step of the part's next minibatch: one step per minibatch in a first part; in a further part,
+    /// its minibatches spread over the epoch's steps left (<see cref="StartSchedulePosition"/>).</summary>
+    private int StepInEpoch => _partMinibatches == 0
+        ? _partStartStep + _stepInPart
+        : _partStartStep + (int)((long)Math.Max(0, _stepsPerEpoch - _partStartStep) * _stepInPart / _partMinibatches);
 
     /// <summary>Sends worker <paramref name="worker"/> the current weights and its next minibatch, if one is left.</summary>
     private void GiveWork(int worker)
@@ -102,7 +147,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         var minibatch = _queue.InFlight(worker)!.Value;
         if (!double.IsFinite(g.LossSum)) Diverged("a NaN or infinite loss", minibatch.Round, g.Version, [(worker, g)]);
         var staleness = Model.Version - g.Version;
-        var rate = Model.LearningRate(part.Epoch, _stepInEpoch, _stepsPerEpoch, part.ActiveWorkers, oneWorkerPerStep: true);
+        var rate = Model.LearningRate(part.Epoch, StepInEpoch, _stepsPerEpoch, part.ActiveWorkers, oneWorkerPerStep: true);
         if (stalenessAwareRate) rate /= staleness + 1;
         _single[0] = g.Gradient;
         var finite = Model.Step(_single, _one, (float)rate, null, Warn);
@@ -112,7 +157,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         _queue.Complete(worker);
         var previousVersion = Model.Version;
         Model.Version++;
-        _stepInEpoch++;
+        _stepInPart++;
         EpochSamples += g.SampleCount;
         EpochLossSum += g.LossSum;
         var finished = Stopwatch.GetTimestamp();
