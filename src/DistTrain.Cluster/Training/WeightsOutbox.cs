@@ -11,6 +11,13 @@ namespace DistTrain.Cluster.Training;
 /// <remarks>
 /// <para>Shared ring: a broadcast's array is rewritten three broadcasts later. In lock-step rounds every active worker
 /// copies the weights before it answers, and the next broadcast needs every answer (docs/architecture.md).</para>
+/// <para>A worker with no minibatch left in a part still gets the part's broadcasts and does not answer them, so nothing
+/// stops the ring from passing it: a link to it three broadcasts behind would read an array already rewritten. Nothing
+/// uses such weights. The worker only loads them (<c>Worker.Train</c> computes nothing past its shard's end) and loads later
+/// broadcasts over them; the two reads that use weights read their own message safely: a minibatch is computed on a
+/// broadcast the worker answers before the round after it can be broadcast, and the epoch's evaluation (which waits for
+/// the epoch's last version) reads the epoch's closing broadcast, after which nothing is broadcast until every evaluation
+/// has answered.</para>
 /// <para>Per worker: a worker is sent new weights only after its previous report arrived, which it sent after copying
 /// the weights it computed on; the two arrays alternate.</para>
 /// <para>Every array starts as the whole version-0 vector, so the frozen tensors, which are never rewritten, are right
