@@ -200,8 +200,32 @@ internal static class CliConsole
         return message.StartsWith(start, StringComparison.Ordinal) ? message[start.Length..] : message;
     }
 
-    /// <summary>Prints "error: message" in red on standard error.</summary>
-    public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");
+    /// <summary>Prints "error: message" on standard error, the label in red, the message as it is (<see cref="WriteLiteralLine"/>).</summary>
+    public static void Fail(string label, string message)
+    {
+        Error.Write(new Text(label + ":", new Style(Color.Red)));
+        Error.WriteLiteralLine(" " + message);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="text"/> exactly as it is, in <paramref name="style"/>, then a line break. Spectre.Console's
+    /// markup turns an emoji shortcode such as <c>:fire:</c> into the emoji, and <c>Markup.Escape</c> leaves shortcodes
+    /// alone (spectre.console issue 408), so a config key (<c>Training:fire</c>), a path or a class name written through
+    /// markup could come out changed; text written here is never parsed.
+    /// </summary>
+    public static void WriteLiteralLine(this IAnsiConsole console, string text, Style? style = null)
+    {
+        console.Write(new Text(text, style ?? Style.Plain));
+        console.WriteLine();
+    }
+
+    /// <summary>Adds a row of cells written exactly as they are (<see cref="WriteLiteralLine"/>): a class name or path in a
+    /// table is never read as markup or emoji.</summary>
+    public static Table AddLiteralRow(this Table table, params IEnumerable<string> cells) =>
+        table.AddRow(cells.Select(cell => (Spectre.Console.Rendering.IRenderable)new Text(cell)));
+
+    /// <summary>Standard output, for <see cref="WriteLiteralLine"/>.</summary>
+    public static IAnsiConsole Out => AnsiConsole.Console;
 
     /// <summary>
     /// The action of a command that does not train (predict, evaluate, export, inspect, compare): runs <paramref name="body"/>

@@ -103,22 +103,22 @@ internal static class CompareCommand
         var inv = CultureInfo.InvariantCulture;
         var table = new Table().AddColumns("run", "epochs", "final test accuracy", "best", $"seconds to {100 * target:0.##}%", "seconds in all", "samples/s");
         foreach (var run in histories)
-            table.AddRow(Markup.Escape(run.Label),
+            table.AddLiteralRow(run.Label,
                 EpochsColumn(run),
                 (100 * run.FinalAccuracy).ToString("F2", inv) + "%" + (run.KeptEarlierEpoch ? $" (epoch {run.KeptEpoch} kept)" : ""),
                 (100 * run.Epochs.Max(e => e.TestAccuracy)).ToString("F2", inv) + "%",
                 run.SecondsTo(target)?.ToString("F1", inv) ?? "not reached", run.Epochs[^1].Seconds.ToString("F1", inv),
                 run.SamplesPerSecond?.ToString("N0", inv) ?? "-");
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLineInterpolated($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
+        CliConsole.Out.WriteLiteralLine($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
         if (histories.Any(run => run.KeptEarlierEpoch))
             AnsiConsole.WriteLine("\"epoch k kept\": early stopping kept that epoch's weights, so the final test accuracy is that epoch's, the accuracy of the saved model.");
         foreach (var run in histories.Where(run => run.Stopped is not null))
-            AnsiConsole.MarkupLineInterpolated($"{run.Label} stopped before its end ({run.Stopped}): its figures are those of the epochs it finished.");
+            CliConsole.Out.WriteLiteralLine($"{run.Label} stopped before its end ({run.Stopped}): its figures are those of the epochs it finished.");
         foreach (var run in histories.Where(run => run.FromEpochsCsv))
-            AnsiConsole.MarkupLineInterpolated($"{run.Label} is unfinished: it was stopped before it wrote its summary.json (killed, a second Ctrl-C), so its figures are those of the epochs in its epochs.csv, and its samples/s is each epoch's weighted by its training seconds.");
+            CliConsole.Out.WriteLiteralLine($"{run.Label} is unfinished: it was stopped before it wrote its summary.json (killed, a second Ctrl-C), so its figures are those of the epochs in its epochs.csv, and its samples/s is each epoch's weighted by its training seconds.");
         foreach (var run in histories.Where(run => run.TrainedNothing))
-            AnsiConsole.MarkupLineInterpolated($"{run.Label} trained nothing: it was resumed from the checkpoint of a finished run and only scored epoch {run.Epochs[^1].Epoch}'s weights, so its seconds are that scoring's and it has no samples/s.");
+            CliConsole.Out.WriteLiteralLine($"{run.Label} trained nothing: it was resumed from the checkpoint of a finished run and only scored epoch {run.Epochs[^1].Epoch}'s weights, so its seconds are that scoring's and it has no samples/s.");
         if (histories.Any(run => run.Resumed && !run.TrainedNothing))
             AnsiConsole.WriteLine("A run resumed from a checkpoint holds only the epochs it trained: its seconds start at the resume, and the epochs " +
                 "before it are in the run folder of the run that wrote the checkpoint.");

@@ -197,7 +197,7 @@ internal static class ConsoleProgress
                 var progress = _epoch == 0 // before the first epoch's start: no step, loss or rate to show yet
                     ? "training is starting"
                     : $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  {StepFigures()}";
-                var status = new Markup(Markup.Escape($"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n{progress}"));
+                var status = new Text($"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n{progress}");
                 return new Rows(table, status);
             }
         }

@@ -104,17 +104,18 @@ internal static class EvaluateCommand
         var inv = CultureInfo.InvariantCulture;
         var perClass = new Table().AddColumns("class", "name", "samples", "precision", "recall");
         for (var c = 0; c < matrix.ClassCount; c++)
-            perClass.AddRow(c.ToString(inv), Markup.Escape(names[c]), matrix.Support(c).ToString("N0", inv),
+            perClass.AddLiteralRow(c.ToString(inv), names[c], matrix.Support(c).ToString("N0", inv),
                 Percent(Defined(matrix.Precision(c), matrix.Predicted(c))), Percent(Defined(matrix.Recall(c), matrix.Support(c))));
         AnsiConsole.Write(perClass);
         var confusion = new Table { Title = new TableTitle("confusion matrix: rows true class, columns predicted") };
         confusion.AddColumn("true \\ predicted");
-        foreach (var name in names) confusion.AddColumn(new TableColumn(Markup.Escape(name)).RightAligned());
+        foreach (var name in names) confusion.AddColumn(new TableColumn(new Text(name)).RightAligned());
         for (var actual = 0; actual < matrix.ClassCount; actual++)
-            confusion.AddRow([Markup.Escape(names[actual]), .. Enumerable.Range(0, matrix.ClassCount).Select(p => matrix[actual, p].ToString(inv))]);
+            confusion.AddLiteralRow([names[actual], .. Enumerable.Range(0, matrix.ClassCount).Select(p => matrix[actual, p].ToString(inv))]);
         AnsiConsole.Write(confusion);
-        AnsiConsole.MarkupLineInterpolated($"[bold green]Accuracy: {100 * matrix.Accuracy:F2}%[/] ({matrix.Total:N0} samples{AccuracyNote(leftOut)})");
-        AnsiConsole.MarkupLineInterpolated($"Heatmap: {heatmapPath}");
+        AnsiConsole.Write(new Text(FormattableString.Invariant($"Accuracy: {100 * matrix.Accuracy:F2}%"), new Style(Color.Green, decoration: Decoration.Bold)));
+        CliConsole.Out.WriteLiteralLine(FormattableString.Invariant($" ({matrix.Total:N0} samples{AccuracyNote(leftOut)})"));
+        CliConsole.Out.WriteLiteralLine($"Heatmap: {heatmapPath}");
     }
 
     /// <summary>A precision or recall, or null when nothing was counted for it (<paramref name="of"/> = 0): no sample of the

@@ -64,10 +64,10 @@ internal static class ExportCommand
                     "Give --onnx a path in a folder you can write to.");
                 return 2;
             }
-            AnsiConsole.MarkupLineInterpolated($"ONNX model (IR {OnnxExporter.IrVersion}, opset {OnnxExporter.OpsetVersion}, {summary.Bytes:N0} bytes): {target.FullName}");
-            AnsiConsole.MarkupLineInterpolated($"  input  {summary.InputName} float32 [[{Dimensions(summary.InputShape)}]]: {model.Metadata.GetValueOrDefault(ModelMetadata.InputScale, "features as the data loader gives them")}; standardization {model.Normalizer.Kind} is folded into the graph");
-            AnsiConsole.MarkupLineInterpolated($"  output {summary.OutputName} float32 [[batch, {summary.Classes}]]");
-            AnsiConsole.MarkupLineInterpolated($"  nodes  {string.Join(" -> ", summary.Operators)}");
+            CliConsole.Out.WriteLiteralLine($"ONNX model (IR {OnnxExporter.IrVersion}, opset {OnnxExporter.OpsetVersion}, {summary.Bytes:N0} bytes): {target.FullName}");
+            CliConsole.Out.WriteLiteralLine($"  input  {summary.InputName} float32 [{Dimensions(summary.InputShape)}]: {model.Metadata.GetValueOrDefault(ModelMetadata.InputScale, "features as the data loader gives them")}; standardization {model.Normalizer.Kind} is folded into the graph");
+            CliConsole.Out.WriteLiteralLine($"  output {summary.OutputName} float32 [batch, {summary.Classes}]");
+            CliConsole.Out.WriteLiteralLine($"  nodes  {string.Join(" -> ", summary.Operators)}");
             return 0;
         }));
         return command;

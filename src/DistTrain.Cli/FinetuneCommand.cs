@@ -174,7 +174,7 @@ internal static class FinetuneCommand
         Row("from scratch", scratch);
         AnsiConsole.Write(table);
         var difference = 100 * (tuned.FinalEpoch.TestAccuracy - scratch.FinalEpoch.TestAccuracy);
-        AnsiConsole.MarkupLineInterpolated($"[bold]Fine-tuning from {Path.GetFileName(checkpoint)}: {difference:+0.00;-0.00} points of test accuracy against training from scratch with the same budget.[/]");
+        CliConsole.Out.WriteLiteralLine($"Fine-tuning from {Path.GetFileName(checkpoint)}: {difference:+0.00;-0.00} points of test accuracy against training from scratch with the same budget.", new Style(decoration: Decoration.Bold));
         RunOutputs.Writing(runDirectory, $"the comparison ({RunFiles.Comparison}; the fine-tuned run's outputs were written)",
             () => File.WriteAllText(Path.Combine(runDirectory, RunFiles.Comparison), JsonSerializer.Serialize(new
             {

@@ -77,14 +77,14 @@ internal static class InspectCommand
             foreach (var (name, tensor) in tensors.OrderBy(t => t.Key, Comparer<string>.Create(CompareNames)))
             {
                 var data = tensor.Data;
-                table.AddRow(Markup.Escape(name), Markup.Escape($"[{string.Join(", ", tensor.Shape)}]"), data.Length.ToString("N0", CultureInfo.InvariantCulture),
+                table.AddLiteralRow(name, $"[{string.Join(", ", tensor.Shape)}]", data.Length.ToString("N0", CultureInfo.InvariantCulture),
                     Format(TensorPrimitives.Norm(data)), Format(data.Length == 0 ? 0 : TensorPrimitives.Sum(data) / data.Length),
                     Format(data.Length == 0 ? 0 : TensorPrimitives.Min(data)), Format(data.Length == 0 ? 0 : TensorPrimitives.Max(data)));
             }
             AnsiConsole.Write(table);
-            AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
+            CliConsole.Out.WriteLiteralLine($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
             foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or DistTrain.Core.Models.ModelMetadata.EpochsTrained or "version" or "test_accuracy" or "input_normalization" or "stopped"))
-                AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
+                CliConsole.Out.WriteLiteralLine($"  {key}: {value}");
             if (metadata.TryGetValue("format", out var format) && format == TrainingCheckpoint.Format)
             {
                 // A training checkpoint: where a resume continues, and the settings a resume must match.

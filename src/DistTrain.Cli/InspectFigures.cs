@@ -67,7 +67,7 @@ internal static class InspectFigures
             panels.Add((other, $"{comparison.Label}: {Describe(other)}"));
         }
         FilterGrid.Write(output, panels);
-        AnsiConsole.MarkupLineInterpolated($"Filters of {grid.Tensor} ({grid.Filters.Count} x {grid.Channels}x{grid.Height}x{grid.Width}{(comparison is null ? "" : $", beside the {comparison.Label}")}): {Path.GetFullPath(output)}");
+        CliConsole.Out.WriteLiteralLine($"Filters of {grid.Tensor} ({grid.Filters.Count} x {grid.Channels}x{grid.Height}x{grid.Width}{(comparison is null ? "" : $", beside the {comparison.Label}")}): {Path.GetFullPath(output)}");
         return true;
     }
 
@@ -80,7 +80,7 @@ internal static class InspectFigures
             CliConsole.Fail("error", $"--histograms: {checkpoint} has no weight tensor ('N.weight') to draw.");
             return false;
         }
-        AnsiConsole.MarkupLineInterpolated($"Weight histograms of {drawn.Count} tensors ({string.Join(", ", drawn)}){(comparison is null ? "" : $" over the {comparison.Label}")}: {Path.GetFullPath(output)}");
+        CliConsole.Out.WriteLiteralLine($"Weight histograms of {drawn.Count} tensors ({string.Join(", ", drawn)}){(comparison is null ? "" : $" over the {comparison.Label}")}: {Path.GetFullPath(output)}");
         return true;
     }
 

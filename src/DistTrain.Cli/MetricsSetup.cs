@@ -23,7 +23,7 @@ internal static class MetricsSetup
         {
             var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port, line => CliConsole.Fail("warning", line));
             if (exporter.IsServing)
-                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: {Endpoint(options.Metrics.Hostname, options.Metrics.Port)}");
+                CliConsole.Out.WriteLiteralLine($"Metrics: {Endpoint(options.Metrics.Hostname, options.Metrics.Port)}");
             return exporter;
         }
         catch (HttpListenerException e)

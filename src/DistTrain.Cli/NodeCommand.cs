@@ -142,17 +142,18 @@ internal static class NodeCommand
         using var dataPlaneScope = dataPlane;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
-        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
+        CliConsole.Out.WriteLiteralLine($" cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
         PrintTransport(security);
         if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to state and warn of, once, not every worker's
         {
             foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards, data.Validation?.Count))
-                AnsiConsole.MarkupLineInterpolated($"{line}");
-            if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
+                CliConsole.Out.WriteLiteralLine($"{line}");
+            if (data.Labels?.DefaultColumnNote is { } labelColumn) CliConsole.Out.WriteLiteralLine($"{labelColumn}");
             foreach (var warning in TrainCommand.RunWarnings(options, data.Train, options.Cluster.MinWorkers, data.Labels)) CliConsole.Fail("warning", warning);
         }
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
-        if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
+        if (data.NormalizationNote.Length > 0) CliConsole.Out.WriteLiteralLine($"{data.NormalizationNote}");
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
         if (role == NodeRoles.Worker)
@@ -164,7 +165,7 @@ internal static class NodeCommand
                 removed: "The job goes on without this worker if its parameter server is still up; a worker keeps no results.", node: "worker node");
         }
         var loop = options.Training;
-        AnsiConsole.MarkupLineInterpolated($"Waiting for {Counts.Of(options.Cluster.MinWorkers, "worker")}; {Counts.Of(loop.Epochs, "epoch")}, batch {loop.BatchSizePerWorker} per worker");
+        CliConsole.Out.WriteLiteralLine($"Waiting for {Counts.Of(options.Cluster.MinWorkers, "worker")}; {Counts.Of(loop.Epochs, "epoch")}, batch {loop.BatchSizePerWorker} per worker");
         TrainingResult? result = null;
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;
@@ -238,7 +239,7 @@ internal static class NodeCommand
             // start-up in case it took over, goes (beside the active node's in a shared output folder it was one more empty
             // folder, the newest, which `ls runs | tail -n 1` then picked).
             RunDirectory.RemoveCreatedIfEmpty();
-            AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
+            CliConsole.Out.WriteLiteralLine($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
         return CliConsole.SavedOr1(() =>
@@ -291,10 +292,11 @@ internal static class NodeCommand
         }
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
-        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
+        CliConsole.Out.WriteLiteralLine($" cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
         PrintTransport(security);
         Blas.Configure(options.Compute, workersInProcess: 0);
-        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. A parameter server places its shards on shard nodes with Cluster:ShardNodes = true, one per node.");
+        CliConsole.Out.WriteLiteralLine($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. A parameter server places its shards on shard nodes with Cluster:ShardNodes = true, one per node.");
         return await RunUntilJobEndsAsync(() => ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken, ShardHost.StopStay), options, NodeRoles.ParameterShard,
             stopped: "this shard node stopped; a shard node keeps no results.", removed: "A shard node keeps no results.", node: "shard node");
     }
@@ -303,7 +305,7 @@ internal static class NodeCommand
     private static void PrintTransport(ClusterSecurity security)
     {
         if (security.Certificates is { } certificates)
-            AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
+            CliConsole.Out.WriteLiteralLine($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
         else
             CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
     }
@@ -356,7 +358,7 @@ internal static class NodeCommand
             CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this {node} leaves.");
             return 130;
         }
-        AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
+        CliConsole.Out.WriteLiteralLine($"Job finished: {finished.Summary}");
         return finished.Succeeded ? 0 : 1;
     }
 }

@@ -204,7 +204,7 @@ internal static class PredictCommand
     {
         var table = new Table().AddColumns("input", "class", "name", scores ? "top scores" : "top probabilities");
         foreach (var p in predictions)
-            table.AddRow(Markup.Escape(p.Input), p.Class.ToString(CultureInfo.InvariantCulture), Markup.Escape(p.Name ?? "-"), Markup.Escape(TopText(p, scores)));
+            table.AddLiteralRow(p.Input, p.Class.ToString(CultureInfo.InvariantCulture), p.Name ?? "-", TopText(p, scores));
         AnsiConsole.Write(table);
     }
 

@@ -198,11 +198,12 @@ internal static class RunOutputs
         if (weightsAndSummaryWritten) WriteReport(runDirectory, report, options, result, stopped: null);
         else WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
-            AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
-        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({Counts.Of(last.TestSamples, "test sample")})");
+            CliConsole.Out.WriteLiteralLine($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
+        AnsiConsole.Write(new Text($"Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%", new Style(Color.Green, decoration: Decoration.Bold)));
+        CliConsole.Out.WriteLiteralLine($" ({Counts.Of(last.TestSamples, "test sample")})");
         if (report?.BlewUp(options) is { } blewUp) CliConsole.Fail("warning", blewUp); // says what a rise in NotLearning would, and more
         else if (report?.NotLearning(options, classCount, last.TestAccuracy) is { } notLearning) CliConsole.Fail("warning", notLearning);
-        AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
+        CliConsole.Out.WriteLiteralLine($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
     }
 
     /// <summary>
@@ -310,7 +311,7 @@ internal static class RunOutputs
         try
         {
             var plot = report.Write(runDirectory, options.Model.Loss, result, stopped);
-            AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
+            CliConsole.Out.WriteLiteralLine($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TypeInitializationException or DllNotFoundException)

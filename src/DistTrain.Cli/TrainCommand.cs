@@ -162,12 +162,13 @@ internal static class TrainCommand
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
-        AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {Counts.Number(data.Train.Count)} training / {Counts.Of(data.Test.Count, "test sample")} from {data.Description}");
+        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
+        CliConsole.Out.WriteLiteralLine(
+            $" single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {Counts.Number(data.Train.Count)} training / {Counts.Of(data.Test.Count, "test sample")} from {data.Description}");
         foreach (var line in SettingsLines(options, loop.Workers.ToString(CultureInfo.InvariantCulture), shards, data.Validation?.Count))
-            AnsiConsole.MarkupLineInterpolated($"{line}");
-        if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
-        if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
+            CliConsole.Out.WriteLiteralLine($"{line}");
+        if (data.NormalizationNote.Length > 0) CliConsole.Out.WriteLiteralLine($"{data.NormalizationNote}");
+        if (data.Labels?.DefaultColumnNote is { } labelColumn) CliConsole.Out.WriteLiteralLine($"{labelColumn}");
         foreach (var warning in RunWarnings(options, data.Train, loop.Workers, data.Labels)) CliConsole.Fail("warning", warning);
         if (ShardNodesUnused(options.Cluster) is { } shardNodes) CliConsole.Fail("warning", shardNodes);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
@@ -200,7 +201,7 @@ internal static class TrainCommand
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
         if (cancellationToken.IsCancellationRequested) // the coordinator let the last epoch's evaluation finish (Coordinator.StopRequested)
-            AnsiConsole.MarkupLineInterpolated(
+            CliConsole.Out.WriteLiteralLine(
                 $"The stop came after the last training step (epoch {result!.Epochs[^1].Epoch}), so that epoch's evaluation was allowed to finish: the run is complete and saved as such.");
 
         var normalizer = data.Normalizer;

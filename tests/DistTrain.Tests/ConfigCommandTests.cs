@@ -174,6 +174,13 @@ public class ConfigCommandTests
             Assert.Contains("--get Cluster:Shards: Cluster has no key 'Shards'. Its keys: ", unknown.StandardError);
             Assert.Contains("--get Training:Epoch: Training has no key 'Epoch'.", unknown.StandardError); // every bad key, not only the first
         }
+        // A key whose name is an emoji shortcode (":key:", ":fire:") comes out as given, not as an emoji.
+        using (var emoji = new DistTrainProcess(["config", "-c", config, "--get", "Nope:Key", "--get", "Training:fire"]))
+        {
+            Assert.Equal(2, await emoji.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("--get Nope:Key: the configuration has no key 'Nope'.", emoji.StandardError);
+            Assert.Contains("--get Training:fire: Training has no key 'fire'.", emoji.StandardError);
+        }
     }
 
     /// <summary>

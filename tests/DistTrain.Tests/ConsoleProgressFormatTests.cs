@@ -62,4 +62,28 @@ public sealed class ConsoleProgressFormatTests
             return writer.ToString();
         }
     }
+
+    /// <summary>
+    /// Lines, table cells and error lines written through the CLI's helpers come out exactly as given: Spectre.Console's
+    /// markup would turn ":fire:" into an emoji and read "[x]" as a style, which a config key, a path or a class name may hold.
+    /// </summary>
+    [Fact]
+    public void Literal_lines_and_table_cells_keep_emoji_shortcodes_and_brackets_as_given()
+    {
+        var writer = new StringWriter();
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Out = new Spectre.Console.AnsiConsoleOutput(writer), Ansi = Spectre.Console.AnsiSupport.No, ColorSystem = Spectre.Console.ColorSystemSupport.NoColors,
+        });
+        console.Profile.Width = 200;
+        const string text = "Nope:Key: /tmp/x:fire:y [bold]green:fire:[/]";
+        DistTrain.Cli.CliConsole.WriteLiteralLine(console, text);
+        console.Write(DistTrain.Cli.CliConsole.AddLiteralRow(Spectre.Console.TableExtensions.AddColumns(new Spectre.Console.Table(), "a", "b"), "green:fire:", "[red]"));
+        var output = writer.ToString();
+        Assert.StartsWith(text + Environment.NewLine, output);
+        Assert.Contains("green:fire:", output[text.Length..]);
+        Assert.Contains("[red]", output);
+        Assert.DoesNotContain("\U0001F525", output); // no 🔥
+        Assert.DoesNotContain("🔥", output);
+    }
 }
