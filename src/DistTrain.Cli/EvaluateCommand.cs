@@ -57,6 +57,7 @@ internal static class EvaluateCommand
                 var (samples, dividedBy) = read = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip);
                 // Samples of labels outside the model's Data:Classes are left out, as training leaves them out: said, not silent.
                 if (read.LeftOutNotice is { } leftOut) CliConsole.Fail("warning", leftOut);
+                if (ModelInputs.AlreadyScaledWarning(dataPath, samples.Features, dividedBy, trained) is { } scaled) CliConsole.Fail("warning", scaled);
                 // As train warns: raw IDX files beside their .gz copies are not read.
                 if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);
                 cancellationToken.ThrowIfCancellationRequested();

@@ -78,7 +78,9 @@ internal static class PredictCommand
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     if (ModelInputs.SkippedDataRowsWarning(input, trained, skip) is { } skippedData) CliConsole.Fail("warning", skippedData);
-                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip), k, cancellationToken);
+                    var batch = ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip);
+                    if (ModelInputs.AlreadyScaledWarning(input, batch.Values, batch.DividedBy, trained) is { } scaled) CliConsole.Fail("warning", scaled);
+                    return Predict(trained, batch, k, cancellationToken);
                 })];
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)

@@ -246,6 +246,22 @@ public class PredictEvaluateTests : IDisposable
         var (labeled, _) = ModelInputs.ReadLabeled(kaggle, fromIdx, resize: false);
         Assert.Equal(test.Labels.Take(5), labeled.Labels);
         Assert.Equal(expected, labeled.Features);
+
+        // Pixels of 0 to 255 are what the model divides by 255; the same pixels written divided already get a warning, as
+        // the model would divide them twice. A CSV-trained model takes any values as written.
+        // (TestData.RawTest holds bytes / 255, so the files above hold pixels divided already.)
+        Assert.Equal(1f, expected.Max());
+        Assert.Null(ModelInputs.AlreadyScaledWarning(headerless, [.. expected.Select(v => MathF.Round(v * 255))], 1f, fromIdx));
+        var scaled = headerless;
+        var batch = ModelInputs.Read(scaled, fromIdx, resize: false);
+        Assert.Equal($"{scaled}: every value is within [-1, 1] (the largest in magnitude is 1), but the model was trained on pixels of 0 to 255 from its Idx files, " +
+            "divided by 255 as they were read, and divides a CSV's values by 255 in the same way. These look divided already, so they would be divided twice " +
+            "and the predictions would mean little. Write the pixels as 0 to 255 (multiply these values by 255).",
+            ModelInputs.AlreadyScaledWarning(scaled, batch.Values, batch.DividedBy, fromIdx));
+        Assert.Null(ModelInputs.AlreadyScaledWarning(scaled, new float[784], 1f, fromIdx)); // all zero: nothing to tell
+        var fromCsv = new TrainedModel(options, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]),
+            new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false, null, null, false, []).ToMetadata());
+        Assert.Null(ModelInputs.AlreadyScaledWarning(scaled, batch.Values, batch.DividedBy, fromCsv));
     }
 
     [Fact]

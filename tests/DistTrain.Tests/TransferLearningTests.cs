@@ -121,8 +121,48 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
             model.ReplaceHead = true;
             ModelFactory.CheckFitsData(model, lastFive); // a new head
             model.ReplaceHead = false;
-            Write([]); // no data_classes (a run without Data:Classes, or a file of another tool): not compared, as before
+            Write([]); // no data_classes (a run without Data:Classes, or a file of another tool): other class numbers are not compared
             ModelFactory.CheckFitsData(model, lastFive);
+            ModelFactory.CheckFitsData(model, firstFive); // 0 to 4 in order: all of the checkpoint's classes
+            // ... but the same classes 0 to 4 in another order are its label space reordered.
+            Assert.Contains("the checkpoint's outputs are classes 0, 1, 2, 3, 4 of its Idx training data (all of them, in order: it has no data_classes), " +
+                "the data's are classes 0, 1, 2, 4, 3 (Data:Classes), so output 3 is class 3 in the checkpoint and class 4 in the data; output 4 is class 4 " +
+                "in the checkpoint and class 3 in the data.", Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Kept(0, 1, 2, 4, 3))).Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Numbered classes (IDX labels) with Data:ClassNames on both sides: a checkpoint trained on all 10 Fashion-MNIST classes
+    /// (no data_classes) kept for data whose Data:ClassNames swap two names, or rename one, is refused naming them; the same
+    /// names pass. Before, names were compared only for classes written as names, so these trained the Bag output as
+    /// Ankle boot without a word.
+    /// </summary>
+    [Fact]
+    public void A_kept_pretrained_head_of_numbered_classes_whose_names_differ_from_the_datas_is_refused()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-head-").FullName;
+        try
+        {
+            string[] names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+            var model = TestData.Mlp(16, 10);
+            var path = Path.Combine(directory, "model.safetensors");
+            TrainingData Named(params string[] classNames) => TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = [.. classNames] });
+            var same = Named(names);
+            SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(model), model.Initializer, 1),
+                ModelMetadata.Create(model, same.Normalizer, new DataMetadata(DataFormat.Idx, 255f, names, LabelsAreNames: false, FeatureNames: null,
+                    Csv: null, ResizeImages: false, Classes: []), version: 10, epochs: 1, testAccuracy: 0.8, seed: 1));
+            model.Pretrained = path;
+            ModelFactory.CheckFitsData(model, same);
+            var swapped = Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Named([.. names[..8], "Ankle boot", "Bag"]))).Message;
+            Assert.Contains("(class 8 is 'Bag' in the checkpoint and 'Ankle boot' in the data; class 9 is 'Ankle boot' in the checkpoint and 'Bag' in the data); " +
+                "the same names in another order.", swapped);
+            Assert.Contains("if they are the same classes and only Data:ClassNames differs, give the checkpoint's names.", swapped);
+            Assert.Contains("class 9 is 'Ankle boot' in the checkpoint and 'Boot' in the data); only in the checkpoint: 'Ankle boot'; only in the data: 'Boot'.",
+                Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Named([.. names[..9], "Boot"]))).Message);
         }
         finally
         {

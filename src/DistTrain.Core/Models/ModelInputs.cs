@@ -59,6 +59,29 @@ public static class ModelInputs
         path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase)
         || (model.Data.Format == DataFormat.Csv && File.Exists(path) && !ImageFile.HasImageExtension(path) && !IdxFile.StartsWithMagic(path));
 
+    /// <summary>
+    /// The warning for values read as they are (a CSV file: <paramref name="dividedBy"/> 1) for a model trained on images,
+    /// whose pixels of 0 to 255 were divided by 255 as they were read, when every value is within [-1, 1]: such a file holds
+    /// pixels already divided, which the model would divide by 255 again (Kaggle's Fashion-MNIST CSVs hold 0 to 255, which
+    /// is what the model expects). Null otherwise, or when every value is 0.
+    /// </summary>
+    /// <param name="path">The input as given, named in the warning.</param>
+    /// <param name="values">The values read, before any scaling.</param>
+    /// <param name="dividedBy">What they were divided by when read (<see cref="InputBatch.DividedBy"/>).</param>
+    /// <param name="model">The model they are for.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
+    public static string? AlreadyScaledWarning(string path, ReadOnlySpan<float> values, float dividedBy, TrainedModel model)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(model);
+        if (dividedBy != 1f || model.Data.InputDivisor != 255f || values.IsEmpty) return null;
+        var largest = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(values);
+        if (!(largest <= 1f) || largest == 0f) return null;
+        return $"{path}: every value is within [-1, 1] (the largest in magnitude is {largest.ToString(CultureInfo.InvariantCulture)}), but the model was trained on pixels of 0 to 255 from its {model.Data.Format} files, " +
+            "divided by 255 as they were read, and divides a CSV's values by 255 in the same way. These look divided already, so they would be divided twice " +
+            "and the predictions would mean little. Write the pixels as 0 to 255 (multiply these values by 255).";
+    }
+
     /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
     /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths; hidden
     /// entries skipped, symbolic links to folders followed unless they would read images again), a

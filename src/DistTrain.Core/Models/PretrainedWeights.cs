@@ -37,10 +37,13 @@ public static class PretrainedWeights
     /// names its classes (labels written as names) and the other numbers them (IDX labels), or both number them and the
     /// checkpoint's <c>data_classes</c> (the Data:Classes it was trained with) are not the data's classes (its
     /// <see cref="TrainingData.Classes"/>, or all of them, 0 to N-1): a head trained on Fashion-MNIST's classes 0-4 kept for
-    /// classes 5-9 would train its output 0 (T-shirt/top) as class 5 (Sandal). The head's outputs would then be trained as
-    /// other classes. As <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a PyTorch
-    /// <c>state_dict</c>, say), one of numbered classes without <c>data_classes</c> (trained on all its data's classes),
-    /// or a missing or unreadable file is left to <see cref="Load"/>.
+    /// classes 5-9 would train its output 0 (T-shirt/top) as class 5 (Sandal). A checkpoint of numbered classes without
+    /// <c>data_classes</c> was trained on all of its data's classes in order, which is compared when Data:Classes lists
+    /// exactly 0 to N-1 in another order (the same label space reordered). Class names are compared whenever both sides have
+    /// them (numbered classes with Data:ClassNames too). The head's outputs would then be trained as other classes. As
+    /// <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a PyTorch <c>state_dict</c>, say),
+    /// one of numbered classes without <c>data_classes</c> for data of other class numbers (another dataset's), or a missing
+    /// or unreadable file is left to <see cref="Load"/>.
     /// </summary>
     /// <param name="options">The model section.</param>
     /// <param name="data">The run's data.</param>
@@ -71,11 +74,20 @@ public static class PretrainedWeights
             string.Join(", ", numbers.Take(12)) + (numbers.Count > 12 ? $" and {numbers.Count - 12} more" : "");
         static string Output(IReadOnlyList<int> numbers, int c) => c < numbers.Count ? $"class {numbers[c]}" : "not there";
         var dataClasses = data.Classes.Count > 0 ? data.Classes : [.. Enumerable.Range(0, classes)];
-        var numbered = !trained.LabelsAreNames && !data.LabelsAreNames && trained.Classes.Count > 0 && !trained.Classes.SequenceEqual(dataClasses);
+        // Without data_classes the checkpoint was trained on all of its data's classes, in their order; that they are the
+        // data's own label space is known only when Data:Classes lists exactly 0 to N-1, in another order (another dataset's
+        // numbers mean nothing here).
+        IReadOnlyList<int>? trainedClasses = trained.Classes.Count > 0 ? trained.Classes
+            : data.Classes.Count > 0 && data.Classes.Order().SequenceEqual(Enumerable.Range(0, data.Classes.Count)) ? [.. Enumerable.Range(0, data.Classes.Count)]
+            : null;
+        var numbered = !trained.LabelsAreNames && !data.LabelsAreNames && trainedClasses is not null && !trainedClasses.SequenceEqual(dataClasses);
+        var namesDiffer = trained.LabelsAreNames == data.LabelsAreNames && trained.ClassNames is { } trainedNames && data.ClassNames is { } dataNames
+            && !trainedNames.SequenceEqual(dataNames);
         var fix = $" Give --replace-head {classes} (Model:ReplaceHead true, with Model:Layers:{head}:Units {classes}) to train a new head for the data's classes, " +
-            $"or fine-tune on data with the checkpoint's classes{(numbered ? $" (Data:Classes [{string.Join(", ", trained.Classes)}])" : "")}.";
+            $"or fine-tune on data with the checkpoint's classes{(numbered ? $" (Data:Classes [{string.Join(", ", trainedClasses!)}])" : "")}" +
+            (namesDiffer && !data.LabelsAreNames && !numbered ? "; if they are the same classes and only Data:ClassNames differs, give the checkpoint's names" : "") + ".";
         string? problem = null;
-        if (trained.LabelsAreNames && data.LabelsAreNames && trained.ClassNames is { } before && data.ClassNames is { } now && !before.SequenceEqual(now))
+        if (namesDiffer && trained.ClassNames is { } before && data.ClassNames is { } now)
         {
             var differing = Enumerable.Range(0, Math.Max(before.Count, now.Count))
                 .Where(c => c >= before.Count || c >= now.Count || before[c] != now[c])
@@ -100,12 +112,13 @@ public static class PretrainedWeights
         else if (numbered)
         {
             // IDX (or numbered CSV) labels on both sides: output c stands for the original class data_classes[c].
-            var differing = Enumerable.Range(0, Math.Max(trained.Classes.Count, dataClasses.Count))
-                .Where(c => c >= trained.Classes.Count || c >= dataClasses.Count || trained.Classes[c] != dataClasses[c])
-                .Select(c => $"output {c} is {Output(trained.Classes, c)} in the checkpoint and {Output(dataClasses, c)} in the data")
+            var differing = Enumerable.Range(0, Math.Max(trainedClasses!.Count, dataClasses.Count))
+                .Where(c => c >= trainedClasses.Count || c >= dataClasses.Count || trainedClasses[c] != dataClasses[c])
+                .Select(c => $"output {c} is {Output(trainedClasses, c)} in the checkpoint and {Output(dataClasses, c)} in the data")
                 .ToList();
             problem = $"Model:Pretrained {options.Pretrained}: its head was trained on other classes than the data's: the checkpoint's outputs are classes " +
-                $"{Numbers(trained.Classes)} of its {trained.Format} training data (its data_classes, from Data:Classes), the data's are classes " +
+                $"{Numbers(trainedClasses!)} of its {trained.Format} training data " +
+                $"({(trained.Classes.Count > 0 ? "its data_classes, from Data:Classes" : "all of them, in order: it has no data_classes")}), the data's are classes " +
                 $"{Numbers(dataClasses)} ({(data.Classes.Count > 0 ? "Data:Classes" : "all of its classes")}), so {string.Join("; ", differing.Take(3))}" +
                 $"{(differing.Count > 3 ? $"; and {differing.Count - 3} more" : "")}. Kept as it is, the head's outputs would be trained as other classes.";
         }
