@@ -92,6 +92,31 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     /// <summary>
+    /// A model that fits its training data (loss about 0, as a small CNN reaching 100% on a tiny image folder) has every
+    /// gradient vanish, its last layer's too: that is the loss's own gradient, which the initialization and activations
+    /// before it cannot make small. The warning said to check the initialization and the activations; it now says the loss
+    /// is about 0 and names overfitting. A vanishing gradient in an earlier layer alone keeps the initialization's advice.
+    /// </summary>
+    [Fact]
+    public void Every_gradient_vanishing_with_the_last_layers_says_the_loss_is_about_0_not_the_initialization()
+    {
+        var twoLayers = new ParameterLayout([("0.weight", [2]), ("0.bias", [1]), ("2.weight", [2]), ("2.bias", [1])]);
+        float[] w = [1f, 1f, 1f, 1f, 1f, 1f];
+        var fitted = new GradientHealthMonitor(twoLayers, new MonitoringOptions { WarnAfterMeasurements = 1 });
+        var warnings = fitted.Measure(30, [1e-12f, 0f, 1e-20f, 3e-21f, 0f, 4.6e-21f], w, w);
+        Assert.Equal(4, warnings.Count);
+        Assert.EndsWith("(now 1E-12 at step 30). The last layer's gradient is as small (2.weight: 3E-21), which is the loss's own gradient times that " +
+            "layer's inputs: the loss is about 0, so the model fits its training minibatches (if the test accuracy is well below the training accuracy, " +
+            "it overfits: use the overfitting controls, such as Training:EarlyStopping, L2 or Dropout), or every input to the last layer is 0. The " +
+            "initialization and the activations before it are not the cause.", warnings[0]);
+        Assert.Contains("(now 4.6E-21 at step 30). This is the last layer's gradient, which is the loss's own gradient", warnings[3]);
+
+        var early = new GradientHealthMonitor(twoLayers, new MonitoringOptions { WarnAfterMeasurements = 1 });
+        Assert.EndsWith("Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.",
+            Assert.Single(early.Measure(1, [1e-12f, 0f, 0.5f, 0.5f, 0.5f, 0.1f], w, w)));
+    }
+
+    /// <summary>
     /// A run whose gradients stay large, with a measurement now and then just under the exploding threshold: each dip
     /// restarted the count, and the same exploding-gradient warning came again after every one. It comes once per tensor;
     /// another tensor that explodes later still gets its own.

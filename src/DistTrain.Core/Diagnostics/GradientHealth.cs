@@ -88,6 +88,7 @@ public sealed class GradientHealthMonitor
     private readonly int[] _vanishingRun;
     private readonly int[] _explodingRun;
     private readonly int?[] _batchNormAfter; // per trainable tensor: for a layer's bias that a BatchNorm follows, that layer's index
+    private readonly int[] _headTensors;     // the trainable tensors of the model's last layer (indices into _segments)
     private readonly double _clipNorm;
     private int _clippedRun; // consecutive measurements whose global norm was above _clipNorm
     private readonly bool[] _vanishingWarned; // per trainable tensor: its vanishing-gradient warning was given (once per tensor)
@@ -116,6 +117,11 @@ public sealed class GradientHealthMonitor
         _batchNormAfter = [.. _segments.Select(s => s.Name.EndsWith(".bias", StringComparison.Ordinal)
             && int.TryParse(s.Name[..^".bias".Length], System.Globalization.CultureInfo.InvariantCulture, out var layer)
             && names.Contains($"{layer + 1}.running_mean") ? layer : (int?)null)];
+        var layers = _segments.Select(s => int.TryParse(s.Name.AsSpan(0, Math.Max(0, s.Name.IndexOf('.'))), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).ToArray();
+        var lastLayer = layout.Segments.Select(s => int.TryParse(s.Name.AsSpan(0, Math.Max(0, s.Name.IndexOf('.'))), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).DefaultIfEmpty(-1).Max();
+        _headTensors = lastLayer < 0 ? [] : [.. Enumerable.Range(0, _segments.Length).Where(i => layers[i] == lastLayer)];
         _options = options;
         _vanishingRun = new int[_segments.Length];
         _explodingRun = new int[_segments.Length];
@@ -156,9 +162,10 @@ public sealed class GradientHealthMonitor
         {
             var segment = _segments[i];
             var w = after.Slice(segment.Offset, segment.Length);
-            Record(i, step, TensorPrimitives.Norm(gradient.Slice(segment.Offset, segment.Length)), TensorPrimitives.Norm(w),
-                TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length)), ref warnings);
+            Record(i, TensorPrimitives.Norm(gradient.Slice(segment.Offset, segment.Length)), TensorPrimitives.Norm(w),
+                TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length)));
         }
+        Warn(step, ref warnings);
         RecordClipping(step, ref warnings);
         return (IReadOnlyList<string>?)warnings ?? [];
     }
@@ -193,7 +200,8 @@ public sealed class GradientHealthMonitor
             throw new ArgumentException($"{squares.Length} tensors measured; the model has {_segments.Length} trainable tensors.", nameof(squares));
         List<string>? warnings = null;
         for (var i = 0; i < squares.Length; i++)
-            Record(i, step, Math.Sqrt(squares[i].Gradient), Math.Sqrt(squares[i].Weight), Math.Sqrt(squares[i].Update), ref warnings);
+            Record(i, Math.Sqrt(squares[i].Gradient), Math.Sqrt(squares[i].Weight), Math.Sqrt(squares[i].Update));
+        Warn(step, ref warnings);
         RecordClipping(step, ref warnings);
         return (IReadOnlyList<string>?)warnings ?? [];
     }
@@ -220,14 +228,49 @@ public sealed class GradientHealthMonitor
                 "Optimizer:LearningRate instead.");
     }
 
-    private void Record(int i, long step, double gradientNorm, double weightNorm, double updateNorm, ref List<string>? warnings)
+    /// <summary>Records tensor <paramref name="i"/>'s norms of this measurement and its runs beyond the thresholds.</summary>
+    private void Record(int i, double gradientNorm, double weightNorm, double updateNorm)
     {
         var segment = _segments[i];
         Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
         if (!(_options.SparseGradients && gradientNorm == 0))
             _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
-        var exploding = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm);
-        _explodingRun[i] = exploding ? _explodingRun[i] + 1 : 0;
+        _explodingRun[i] = IsExploding(gradientNorm) ? _explodingRun[i] + 1 : 0;
+    }
+
+    private bool IsExploding(double gradientNorm) => gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm);
+
+    /// <summary>
+    /// The last layer's trainable tensor with the smallest gradient norm in this measurement, when every one of them is below
+    /// the vanishing threshold; else null. The last layer's gradient is the loss's own gradient times its inputs, so it is
+    /// that small only when the loss's gradient is about 0 (the model fits its minibatches: a loss near 0) or every input
+    /// to the last layer is 0; the layers before it cannot cause that.
+    /// </summary>
+    private LayerHealth? VanishingHead()
+    {
+        if (_headTensors.Length == 0) return null;
+        LayerHealth? smallest = null;
+        foreach (var j in _headTensors)
+        {
+            var norm = Latest[j].GradientNorm;
+            if (!(norm < _options.VanishingGradientNorm) || (_options.SparseGradients && norm == 0)) return null;
+            if (smallest is null || norm < smallest.Value.GradientNorm) smallest = Latest[j];
+        }
+        return smallest;
+    }
+
+    /// <summary>The warnings this measurement triggers, tensor by tensor (<see cref="Record"/> has recorded every tensor).</summary>
+    private void Warn(long step, ref List<string>? warnings)
+    {
+        var head = VanishingHead();
+        for (var i = 0; i < _segments.Length; i++) Warn(i, step, head, ref warnings);
+    }
+
+    private void Warn(int i, long step, LayerHealth? vanishingHead, ref List<string>? warnings)
+    {
+        var segment = _segments[i];
+        var gradientNorm = Latest[i].GradientNorm;
+        var exploding = IsExploding(gradientNorm);
         if (_vanishingRun[i] == _options.WarnAfterMeasurements && !_vanishingWarned[i])
         {
             // Once per tensor: a tensor whose gradient keeps vanishing after spells of exploding ones (dead ReLUs after huge
@@ -240,7 +283,12 @@ public sealed class GradientHealthMonitor
                         ? $"An earlier measurement had a gradient norm above {_options.ExplodingGradientNorm:G3} ({before.Tensor}: {before.Norm:G3} at step {before.Step}): " +
                           "steps that large can leave ReLU units outputting 0 for every input (dead ReLUs), which pass no gradient back. " +
                           (_clipNorm > 0 ? "Lower Optimizer:LearningRate." : "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.")
-                        : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
+                        : vanishingHead is { } head
+                            ? (Array.IndexOf(_headTensors, i) >= 0 ? "This is the last layer's gradient" : $"The last layer's gradient is as small ({head.Name}: {head.GradientNorm:G3})") +
+                              ", which is the loss's own gradient times that layer's inputs: the loss is about 0, so the model fits its training minibatches " +
+                              "(if the test accuracy is well below the training accuracy, it overfits: use the overfitting controls, such as Training:EarlyStopping, " +
+                              "L2 or Dropout), or every input to the last layer is 0. The initialization and the activations before it are not the cause."
+                            : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
         }
         if (exploding && _firstExploding is null) _firstExploding = (step, segment.Name, gradientNorm);
         if (_explodingRun[i] == _options.WarnAfterMeasurements && !_explodingWarned[i])
