@@ -76,8 +76,10 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     public void ActorWarned(string message)
     {
         const string start = DistTrain.Core.Diagnostics.GradientHealthMonitor.VanishingWarningStart;
-        // A bias before a BatchNorm has a zero gradient by design (its warning says so): not a sign of a dying signal.
-        if (!message.StartsWith(start, StringComparison.Ordinal) || message.Contains("is a BatchNorm", StringComparison.Ordinal)) return;
+        // A bias before a BatchNorm has a zero gradient by design (its warning says so), and every gradient vanishes when the
+        // loss is about 0 (a model that fits its minibatches): neither is a sign of a dying signal.
+        if (!message.StartsWith(start, StringComparison.Ordinal) || message.Contains("is a BatchNorm", StringComparison.Ordinal)
+            || message.Contains(DistTrain.Core.Diagnostics.GradientHealthMonitor.LossAboutZero, StringComparison.Ordinal)) return;
         var end = message.IndexOf(' ', start.Length);
         var tensor = end < 0 ? message[start.Length..] : message[start.Length..end];
         lock (_gate)

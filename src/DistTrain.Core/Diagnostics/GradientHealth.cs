@@ -134,6 +134,10 @@ public sealed class GradientHealthMonitor
     /// Cluster:Compression TopK a worker's, which clips its own pushes.</summary>
     public const string ClippingWarningStart = "Gradient clipping: ";
 
+    /// <summary>What a vanishing-gradient warning says when the last layer's gradient vanishes too: the loss, not the signal
+    /// through the layers, is the cause.</summary>
+    public const string LossAboutZero = "the loss is about 0";
+
     /// <summary>How every vanishing-gradient warning begins; the tensor's name follows, then a space.</summary>
     public const string VanishingWarningStart = "Vanishing gradient: ";
 
@@ -285,7 +289,7 @@ public sealed class GradientHealthMonitor
                           (_clipNorm > 0 ? "Lower Optimizer:LearningRate." : "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.")
                         : vanishingHead is { } head
                             ? (Array.IndexOf(_headTensors, i) >= 0 ? "This is the last layer's gradient" : $"The last layer's gradient is as small ({head.Name}: {head.GradientNorm:G3})") +
-                              ", which is the loss's own gradient times that layer's inputs: the loss is about 0, so the model fits its training minibatches " +
+                              $", which is the loss's own gradient times that layer's inputs: {LossAboutZero}, so the model fits its training minibatches " +
                               "(if the test accuracy is well below the training accuracy, it overfits: use the overfitting controls, such as Training:EarlyStopping, " +
                               "L2 or Dropout), or every input to the last layer is 0. The initialization and the activations before it are not the cause."
                             : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
