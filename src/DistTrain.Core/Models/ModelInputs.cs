@@ -361,7 +361,7 @@ public static class ModelInputs
         {
             // Unnamed (IDX) classes are sub-folders named by class number: the data's label, as its IDX files number it, so with
             // Data:Classes [5, ..., 9] sub-folder '5' is output 0, as evaluating the IDX files keeps and relabels those classes.
-            var names = model.Data.ClassNames ?? [.. (classes.Count > 0 ? classes : Enumerable.Range(0, model.ClassCount)).Select(c => c.ToString(CultureInfo.InvariantCulture))];
+            var names = FolderNames(model.Data.ClassNames) ?? [.. (classes.Count > 0 ? classes : Enumerable.Range(0, model.ClassCount)).Select(c => c.ToString(CultureInfo.InvariantCulture))];
             // A model trained on some classes only (Data:Classes): the sub-folders of other classes are left out, as training
             // leaves their images out, and counted, as CSV rows of other labels are. Its classes named, any other sub-folder is
             // such a class (the model knows only the names it kept); numbered, a sub-folder named by another number is, and a
@@ -490,6 +490,18 @@ public static class ModelInputs
         throw new DataFormatException($"{path}: IDX labels are class numbers without names, but the model's classes are names{names} from its " +
             $"{model.Data.Format} training data, numbered in its own order, so the IDX labels cannot be matched to them. Evaluate it on data " +
             "labelled by name: a folder of class sub-folders of images.");
+    }
+
+    /// <summary>
+    /// The sub-folder names of Data:ClassNames: a name with a '/' (Fashion-MNIST's "T-shirt/top"), which no folder can
+    /// have, is matched by the name with '_' in its place ("T-shirt_top"), unless that would give two classes one folder
+    /// name; null for null.
+    /// </summary>
+    internal static IReadOnlyList<string>? FolderNames(IReadOnlyList<string>? classNames)
+    {
+        if (classNames is null || !classNames.Any(n => n.Contains('/'))) return classNames;
+        string[] folders = [.. classNames.Select(n => n.Replace('/', '_'))];
+        return folders.Distinct(StringComparer.Ordinal).Count() == folders.Length ? folders : classNames;
     }
 
     /// <summary>
