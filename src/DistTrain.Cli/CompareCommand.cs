@@ -51,8 +51,8 @@ internal static class CompareCommand
             }
             var finished = read.Where(r => r.Problem is not UnfinishedRunException).ToList();
             if (finished.Count > 0)
-                foreach (var (folder, _, _) in read.Where(r => r.Problem is UnfinishedRunException))
-                    CliConsole.Fail("warning", $"{folder} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. Leave it out of the runs to compare.");
+                foreach (var (_, _, unfinished) in read.Where(r => r.Problem is UnfinishedRunException))
+                    CliConsole.Fail("warning", $"{unfinished!.Message} It is skipped; leave it out of the runs to compare.");
             else finished = read;
             if (finished.FirstOrDefault(r => r.Problem is not null).Problem is { } problem)
             {

@@ -114,7 +114,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));
             }
             if (points.Count == 0)
-                throw new UnfinishedRunException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
+            {
+                var stoppedFirst = document.RootElement.TryGetProperty("stopped", out var why) && why.ValueKind == JsonValueKind.String ? why.GetString() : null;
+                throw new UnfinishedRunException($"{path}: the run finished no epoch{(stoppedFirst is { Length: > 0 } ? $" (it stopped: {stoppedFirst.TrimEnd('.')})" : "")}, so it has no test accuracy to compare.");
+            }
             int? kept = document.RootElement.TryGetProperty("best_epoch", out var best) && best.ValueKind == JsonValueKind.Number ? best.GetInt32() : null;
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
                 ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;

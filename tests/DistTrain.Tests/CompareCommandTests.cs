@@ -89,8 +89,8 @@ public sealed class CompareCommandTests : IDisposable
         var interrupted = Directory.CreateDirectory(Path.Combine(_directory, "interrupted")).FullName;
         var (skipCode, skipOutput, skipError) = CliProcess.Run(["compare", runDirectory!, interrupted, stopped, "--label", "a", "b", "c", "--plot", plot]);
         Assert.True(skipCode == 0, skipError);
-        Assert.Equal($"warning: {interrupted} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. " +
-            "Leave it out of the runs to compare.", skipError.Trim());
+        Assert.Equal($"warning: {interrupted}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json). " +
+            "It is skipped; leave it out of the runs to compare.", skipError.Trim());
         Assert.Contains("│ a ", skipOutput);
         Assert.Contains("│ c ", skipOutput);
         Assert.DoesNotContain("│ b ", skipOutput);
@@ -101,12 +101,20 @@ public sealed class CompareCommandTests : IDisposable
         File.WriteAllText(Path.Combine(cancelled, "summary.json"), noEpoch.ToJsonString());
         var (cancelledCode, cancelledOutput, cancelledError) = CliProcess.Run(["compare", cancelled, stopped, "--plot", plot]);
         Assert.True(cancelledCode == 0, cancelledError);
-        Assert.Contains($"warning: {cancelled} holds no finished run", cancelledError);
+        Assert.Contains($"warning: {Path.Combine(cancelled, "summary.json")}: the run finished no epoch, so it has no test accuracy to compare. It is skipped;", cancelledError);
         Assert.Contains("early stopping kept that epoch's weights", cancelledOutput);
         // Alone, it is still refused, naming why.
         var (aloneCode, _, aloneError) = CliProcess.Run(["compare", cancelled, "--plot", plot]);
         Assert.Equal(2, aloneCode);
         Assert.Contains("the run finished no epoch", aloneError);
+        // A run that diverged in its first epoch says so, from its summary's "stopped" (it was "holds no finished run ...: an
+        // interrupted run?").
+        noEpoch["stopped"] = "training diverged: at epoch 1, step 11 (weights version 10), a NaN or infinite loss.";
+        File.WriteAllText(Path.Combine(cancelled, "summary.json"), noEpoch.ToJsonString());
+        (cancelledCode, _, cancelledError) = CliProcess.Run(["compare", cancelled, stopped, "--plot", plot]);
+        Assert.True(cancelledCode == 0, cancelledError);
+        Assert.Contains($"warning: {Path.Combine(cancelled, "summary.json")}: the run finished no epoch (it stopped: training diverged: at epoch 1, step 11 " +
+            "(weights version 10), a NaN or infinite loss), so it has no test accuracy to compare. It is skipped; leave it out of the runs to compare.", cancelledError);
 
         // The run's model file stands for its folder.
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
@@ -236,7 +244,7 @@ public sealed class CompareCommandTests : IDisposable
             "so it has no test accuracy to compare.", error2.Message);
         (code, output, error) = CliProcess.Run(["compare", first, killed, "--plot", plot]);
         Assert.True(code == 0, error);
-        Assert.StartsWith($"warning: {first} holds no finished run", error.Trim());
+        Assert.StartsWith($"warning: {Path.Combine(first, Core.Checkpoints.RunFiles.Epochs)}: no summary.json beside it, and the run finished no epoch", error.Trim());
         Assert.Contains("2 (unfinished)", output);
 
         // An empty epochs.csv (a run that wrote none, or a write cut short by a power loss) is such a run too, not a failure.
