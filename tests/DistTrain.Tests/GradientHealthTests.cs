@@ -26,6 +26,28 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(0, monitor.Latest[1].UpdateRatio, 5);
     }
 
+    /// <summary>
+    /// Elements of 1e20 are finite, but their squares pass float's largest value: the norm summed in float was infinity,
+    /// and "Exploding gradient: ... (now Infinity at step 10)" came a step before any element was non-finite. The norms are
+    /// summed again in double then; an infinite element still gives infinity.
+    /// </summary>
+    [Fact]
+    public void A_norm_of_finite_elements_whose_squares_overflow_float_is_finite()
+    {
+        float[] large = [1e20f, -1e20f, 0f];
+        Assert.Equal(Math.Sqrt(2) * 1e20f, GradientHealthMonitor.Norm(large), 1e6);
+        Assert.Equal(2.0 * (double)1e20f * 1e20f, GradientHealthMonitor.SumOfSquares(large), 1e27);
+        Assert.Equal(Math.Sqrt(2) * 1e20f, GradientHealthMonitor.GlobalNorm(large), 1e6);
+        Assert.Equal(double.PositiveInfinity, GradientHealthMonitor.Norm([1f, float.PositiveInfinity]));
+        Assert.True(double.IsNaN(GradientHealthMonitor.Norm([1f, float.NaN])));
+        Assert.Equal(5, GradientHealthMonitor.Norm([3f, 4f])); // in range: float's sum, as before
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { WarnAfterMeasurements = 1 });
+        var warning = Assert.Single(monitor.Measure(10, [1e20f, 1e20f, 1f], [0f, 0f, 0f], [1e20f, 1e20f, 0f]));
+        Assert.Contains("(now 1.41E+20 at step 10)", warning);
+        Assert.Equal(Math.Sqrt(2) * 1e20f, monitor.Latest[0].WeightNorm, 1e6);
+        Assert.Equal(1, monitor.Latest[0].UpdateRatio, 6);
+    }
+
     /// <summary>A vanishing threshold at or above the exploding one reported every tensor as vanishing, without a word about the config.</summary>
     [Fact]
     public void A_vanishing_threshold_not_below_the_exploding_one_is_a_config_error_naming_both()

@@ -145,7 +145,34 @@ public sealed class GradientHealthMonitor
     public LayerHealth[] Latest { get; }
 
     /// <summary>L2 norm of a whole flat gradient (torch.nn.utils.clip_grad_norm_'s total norm).</summary>
-    public static double GlobalNorm(ReadOnlySpan<float> gradient) => TensorPrimitives.Norm(gradient);
+    public static double GlobalNorm(ReadOnlySpan<float> gradient) => Norm(gradient);
+
+    /// <summary>
+    /// ‖x‖₂, summed in float as <c>TensorPrimitives.Norm</c>; when that overflows to infinity, summed again in double, so
+    /// finite elements past about 1.8e19 (whose squares pass float's 3.4e38) give their finite norm rather than infinity,
+    /// which would read as a non-finite gradient a step before any element is one.
+    /// </summary>
+    public static double Norm(ReadOnlySpan<float> x) => TensorPrimitives.Norm(x) is var norm && float.IsFinite(norm) ? norm : Math.Sqrt(SumOfSquares(x));
+
+    /// <summary>Σ x², summed in float and, when that overflows, again in double (<see cref="Norm"/>).</summary>
+    public static double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        var sum = TensorPrimitives.SumOfSquares(x);
+        if (float.IsFinite(sum)) return sum;
+        var wide = 0.0;
+        foreach (var v in x) wide += (double)v * v;
+        return wide;
+    }
+
+    /// <summary>‖a − b‖₂, as <see cref="Norm"/>: in double when float overflows.</summary>
+    private static double Distance(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        var distance = TensorPrimitives.Distance(a, b);
+        if (float.IsFinite(distance)) return distance;
+        var wide = 0.0;
+        for (var i = 0; i < a.Length; i++) wide += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        return Math.Sqrt(wide);
+    }
 
     /// <summary>
     /// The factor clipping by global norm multiplies the gradient with: <c>min(1, maxNorm / (norm + 1e-6))</c>,
@@ -166,8 +193,7 @@ public sealed class GradientHealthMonitor
         {
             var segment = _segments[i];
             var w = after.Slice(segment.Offset, segment.Length);
-            Record(i, TensorPrimitives.Norm(gradient.Slice(segment.Offset, segment.Length)), TensorPrimitives.Norm(w),
-                TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length)));
+            Record(i, Norm(gradient.Slice(segment.Offset, segment.Length)), Norm(w), Distance(w, before.Slice(segment.Offset, segment.Length)));
         }
         Warn(step, ref warnings);
         RecordClipping(step, ref warnings);
@@ -186,9 +212,8 @@ public sealed class GradientHealthMonitor
         {
             var segment = _segments[i];
             var w = after.Slice(segment.Offset, segment.Length);
-            var update = TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length));
-            squares[i] = new TensorSquares(TensorPrimitives.SumOfSquares(gradient.Slice(segment.Offset, segment.Length)),
-                TensorPrimitives.SumOfSquares(w), (double)update * update);
+            var update = Distance(w, before.Slice(segment.Offset, segment.Length));
+            squares[i] = new TensorSquares(SumOfSquares(gradient.Slice(segment.Offset, segment.Length)), SumOfSquares(w), update * update);
         }
         return squares;
     }
