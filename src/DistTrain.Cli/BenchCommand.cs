@@ -157,6 +157,7 @@ internal static class BenchCommand
         var warmupSteps = WarmupSteps(warmup, steps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps);
         options.Training.Epochs = (warmupSteps + steps) / Math.Max(1, stepsPerEpoch) + 1;
         Blas.Configure(options.Compute, options.Training.Workers);
+        CliConsole.Out.WriteLiteralLine($"Config: {configPath}");
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
 

@@ -335,6 +335,7 @@ public sealed class CliProcessTests : IDisposable
         Assert.Matches(@"workers x batch x accumulation steps\W+2 x 32 x 2\W", bench.StandardError);
         Assert.Matches(@"gradient compression\W+BFloat16 with error feedback\W", bench.StandardError);
         Assert.Contains("BLAS: ", bench.StandardError);
+        Assert.Contains($"Config: {Path.GetFullPath(config)}", bench.StandardError);
         Assert.Matches($@"metrics\W+on, port {metricsPort}\W", bench.StandardError);
 
         // Another mode's steps are not what bench measures: refused, not measured as if they were synchronous rounds.
@@ -368,6 +369,7 @@ public sealed class CliProcessTests : IDisposable
         Assert.True(exit == 0, bench.Output);
         using var report = JsonDocument.Parse(bench.StandardOutput.Split('\n').Single(line => line.StartsWith('{')));
         Assert.Equal(64, report.RootElement.GetProperty("BatchSizePerWorker").GetInt32()); // configs/fashion-mnist-mlp.json's
+        Assert.Contains($"Config: {Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json")}", bench.StandardError); // which one, said
 
         Assert.Equal(Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json"), DistTrain.Cli.BenchCommand.ShippedConfig(_directory, AppContext.BaseDirectory));
         var empty = Folder("empty");
