@@ -32,6 +32,26 @@ public class LayerWarningTests
         Assert.Empty(TrainingOptionsValidator.LayerWarnings(options.Model));
     }
 
+    /// <summary>
+    /// A bias right before a BatchNorm is cancelled by the batch mean: said at start-up for each such layer (at run time
+    /// only a tensor whose gradient fell below the vanishing threshold was named, and float rounding kept some above it).
+    /// Without the bias, or with another layer between, nothing is said.
+    /// </summary>
+    [Fact]
+    public void A_bias_right_before_a_BatchNorm_is_warned_of_at_start_up_for_each_layer()
+    {
+        var model = new ModelBuilder(1, 28, 28).Conv2D(4, kernelSize: 3).BatchNorm().ReLU().Conv2D(4, kernelSize: 3, bias: false).BatchNorm().ReLU()
+            .Dense(16).BatchNorm().Dense(10).Build();
+        Assert.Equal([
+            "Model:Layers:0 (Conv2D) has a bias, and layer 1 is a BatchNorm, which subtracts the batch mean and with it any constant the bias adds: the " +
+            "bias changes no output and its gradient is 0 (up to rounding). Set Model:Layers:0:Bias to false, as PyTorch models do before BatchNorm " +
+            "(the BatchNorm's own shift takes its place).",
+            "Model:Layers:6 (Dense) has a bias, and layer 7 is a BatchNorm, which subtracts the batch mean and with it any constant the bias adds: the " +
+            "bias changes no output and its gradient is 0 (up to rounding). Set Model:Layers:6:Bias to false, as PyTorch models do before BatchNorm " +
+            "(the BatchNorm's own shift takes its place).",
+        ], TrainingOptionsValidator.LayerWarnings(model));
+    }
+
     [Fact]
     public void L1_and_L2_with_every_weight_they_would_decay_frozen_are_warned()
     {
@@ -217,6 +237,7 @@ public class LayerWarningTests
         // Before, 3 samples over 8 workers were warned of only as 5 idle workers, while the other 3 had shards of one sample,
         // so BatchNorm ran on one-sample minibatches in every step; with 2 or 3 workers the BatchNorm warning came.
         var model = TestData.Mlp(16, 3);
+        model.Layers[0].Bias = false; // the bias a BatchNorm cancels has a warning of its own
         model.Layers.Insert(1, new LayerOptions { Type = LayerTypes.BatchNorm });
         var options = TestData.Options(model, workers: 8, batch: 16, epochs: 2);
         var train = new DistTrain.Core.Data.LabeledDataset(new float[3 * 784], [0, 1, 2], 784, classCount: 3, null);

@@ -386,7 +386,8 @@ public static class TrainingOptionsValidator
 
     /// <summary>
     /// Layer settings that are valid but do nothing, one line each: a key the layer's type does not use (<c>Units</c> on a
-    /// ReLU, <c>KernelSize</c> on a Dropout), which is ignored, a Dropout without a Rate, which drops nothing, and an
+    /// ReLU, <c>KernelSize</c> on a Dropout), which is ignored, a Dropout without a Rate, which drops nothing, a Dense or
+    /// Conv2D bias right before a BatchNorm, which the BatchNorm cancels (Ioffe and Szegedy, 2015, section 3.2), and an
     /// activation or Dropout after the last Dense layer under softmax cross-entropy, which changes the logits the loss
     /// applies softmax to. A key is taken as set when it differs from its default. Printed as warnings before a run; the
     /// run proceeds.
@@ -434,6 +435,11 @@ public static class TrainingOptionsValidator
                         $"Remove {key} from layer {i}, or change its Type.");
             if (type == LayerTypes.Dropout && layer.Rate == 0)
                 warnings.Add($"Model:Layers:{i} (Dropout) has {(layer.RateGiven ? "Rate 0" : "no Rate")}, so it drops nothing: set Model:Layers:{i}:Rate in [0, 1), such as 0.5, or remove the layer.");
+            if (type is LayerTypes.Dense or LayerTypes.Conv2D && layer.Bias && i + 1 < model.Layers.Count
+                && LayerTypes.Canonical(model.Layers[i + 1]?.Type) == LayerTypes.BatchNorm)
+                warnings.Add($"Model:Layers:{i} ({type}) has a bias, and layer {i + 1} is a BatchNorm, which subtracts the batch mean and with it any " +
+                    $"constant the bias adds: the bias changes no output and its gradient is 0 (up to rounding). Set Model:Layers:{i}:Bias to false, as " +
+                    "PyTorch models do before BatchNorm (the BatchNorm's own shift takes its place).");
         }
         warnings.AddRange(LogitWarnings(model));
         return warnings;
