@@ -84,6 +84,7 @@ internal static class FinetuneCommand
             if (exit != 0 || !parse.GetValue(compare)) return exit;
 
             AnsiConsole.MarkupLine("[bold]From scratch, same model and budget:[/]");
+            DistTrain.Cluster.Metrics.DistTrainMetrics.StartAnotherRun(); // its gauges start empty, not at the fine-tuned run's values
             var (scratchExit, scratch, _) = await TrainCommand.RunJobAsync(configPath, overrides, options =>
             {
                 options.Model.Pretrained = "";

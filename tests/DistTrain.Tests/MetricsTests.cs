@@ -251,6 +251,11 @@ public class MetricsTests
             DistTrainMetrics.Set("epoch", 3);
             listener.RecordObservableInstruments();
             Assert.Equal([3.0], measured);
+            // A second run in the process (finetune --compare-scratch's from scratch) starts with none of the first's values.
+            DistTrainMetrics.StartAnotherRun();
+            measured.Clear();
+            listener.RecordObservableInstruments();
+            Assert.Empty(measured);
         }
         finally
         {

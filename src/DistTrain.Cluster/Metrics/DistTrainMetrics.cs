@@ -132,6 +132,13 @@ public static class DistTrainMetrics
         Gauges[name] = value;
     }
 
+    /// <summary>
+    /// Unpublishes every training gauge before a second training in the same process (<c>finetune --compare-scratch</c>'s
+    /// run from scratch), so its scrapes show none of the first run's values (its weights version, epoch, test accuracy)
+    /// before its own first step.
+    /// </summary>
+    public static void StartAnotherRun() => Gauges.Clear();
+
     /// <summary>Unpublishes every training gauge, as in a process that never trained (tests, which share one process).</summary>
     /// <returns>The gauges set before, for <see cref="RestoreGauges"/>.</returns>
     internal static Dictionary<string, double> ForgetGauges()
