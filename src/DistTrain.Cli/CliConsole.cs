@@ -200,12 +200,8 @@ internal static class CliConsole
         return message.StartsWith(start, StringComparison.Ordinal) ? message[start.Length..] : message;
     }
 
-    /// <summary>Prints "error: message" on standard error, the label in red, the message as it is (<see cref="WriteLiteralLine"/>).</summary>
-    public static void Fail(string label, string message)
-    {
-        Error.Write(new Text(label + ":", new Style(Color.Red)));
-        Error.WriteLiteralLine(" " + message);
-    }
+    /// <summary>Prints "error: message" on standard error, the label in red, the message as it is (<see cref="WriteLiteralLine(IAnsiConsole, string, Style?)"/>).</summary>
+    public static void Fail(string label, string message) => Error.WriteLiteralLine(label + ":", new Style(Color.Red), " " + message);
 
     /// <summary>
     /// Writes <paramref name="text"/> exactly as it is, in <paramref name="style"/>, then a line break. Spectre.Console's
@@ -213,18 +209,21 @@ internal static class CliConsole
     /// alone (spectre.console issue 408), so a config key (<c>Training:fire</c>), a path or a class name written through
     /// markup could come out changed; text written here is never parsed.
     /// </summary>
-    public static void WriteLiteralLine(this IAnsiConsole console, string text, Style? style = null)
-    {
-        console.Write(new Text(text, style ?? Style.Plain));
-        console.WriteLine();
-    }
+    /// <remarks>One write of one renderable, so lines written from two threads never interleave.</remarks>
+    public static void WriteLiteralLine(this IAnsiConsole console, string text, Style? style = null) =>
+        console.Write(new Paragraph(text + "\n", style ?? Style.Plain));
 
-    /// <summary>Adds a row of cells written exactly as they are (<see cref="WriteLiteralLine"/>): a class name or path in a
+    /// <summary>As <see cref="WriteLiteralLine(IAnsiConsole, string, Style?)"/>: <paramref name="styled"/> in
+    /// <paramref name="style"/>, then <paramref name="rest"/> plain, on one line, in one write.</summary>
+    public static void WriteLiteralLine(this IAnsiConsole console, string styled, Style style, string rest) =>
+        console.Write(new Paragraph().Append(styled, style).Append(rest + "\n", Style.Plain));
+
+    /// <summary>Adds a row of cells written exactly as they are (<see cref="WriteLiteralLine(IAnsiConsole, string, Style?)"/>): a class name or path in a
     /// table is never read as markup or emoji.</summary>
     public static Table AddLiteralRow(this Table table, params IEnumerable<string> cells) =>
         table.AddRow(cells.Select(cell => (Spectre.Console.Rendering.IRenderable)new Text(cell)));
 
-    /// <summary>Standard output, for <see cref="WriteLiteralLine"/>.</summary>
+    /// <summary>Standard output, for <see cref="WriteLiteralLine(IAnsiConsole, string, Style?)"/>.</summary>
     public static IAnsiConsole Out => AnsiConsole.Console;
 
     /// <summary>

@@ -52,7 +52,7 @@ internal static class CompareCommand
             var finished = read.Where(r => r.Problem is not UnfinishedRunException).ToList();
             if (finished.Count > 0)
                 foreach (var (_, _, unfinished) in read.Where(r => r.Problem is UnfinishedRunException))
-                    CliConsole.Fail("warning", $"{unfinished!.Message} It is skipped; leave it out of the runs to compare.");
+                    CliConsole.Fail("warning", $"{((UnfinishedRunException)unfinished!).Reason}: skipped. Leave it out of the runs to compare.");
             else finished = read;
             if (finished.FirstOrDefault(r => r.Problem is not null).Problem is { } problem)
             {

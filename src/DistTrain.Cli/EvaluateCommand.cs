@@ -114,8 +114,8 @@ internal static class EvaluateCommand
         for (var actual = 0; actual < matrix.ClassCount; actual++)
             confusion.AddLiteralRow([names[actual], .. Enumerable.Range(0, matrix.ClassCount).Select(p => matrix[actual, p].ToString(inv))]);
         AnsiConsole.Write(confusion);
-        AnsiConsole.Write(new Text(FormattableString.Invariant($"Accuracy: {100 * matrix.Accuracy:F2}%"), new Style(Color.Green, decoration: Decoration.Bold)));
-        CliConsole.Out.WriteLiteralLine(FormattableString.Invariant($" ({matrix.Total:N0} samples{AccuracyNote(leftOut)})"));
+        CliConsole.Out.WriteLiteralLine(FormattableString.Invariant($"Accuracy: {100 * matrix.Accuracy:F2}%"), new Style(Color.Green, decoration: Decoration.Bold),
+            FormattableString.Invariant($" ({matrix.Total:N0} samples{AccuracyNote(leftOut)})"));
         CliConsole.Out.WriteLiteralLine($"Heatmap: {heatmapPath}");
     }
 

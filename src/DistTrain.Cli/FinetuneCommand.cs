@@ -167,7 +167,7 @@ internal static class FinetuneCommand
         string checkpoint, IReadOnlyList<string> frozen, string runDirectory)
     {
         var table = new Table().AddColumns("run", "epochs", "train s", "test accuracy");
-        void Row(string name, DistTrain.Cluster.Hosting.TrainingResult r) => table.AddRow(name,
+        void Row(string name, DistTrain.Cluster.Hosting.TrainingResult r) => table.AddLiteralRow(name,
             r.Epochs.Count.ToString(CultureInfo.InvariantCulture),
             r.Epochs.Sum(e => e.TrainSeconds).ToString("F1", CultureInfo.InvariantCulture),
             $"{100 * r.FinalEpoch.TestAccuracy:F2}%");

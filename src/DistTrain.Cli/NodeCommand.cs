@@ -142,8 +142,7 @@ internal static class NodeCommand
         using var dataPlaneScope = dataPlane;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
-        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
-        CliConsole.Out.WriteLiteralLine($" cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        CliConsole.Out.WriteLiteralLine("DistTrain", new Style(decoration: Decoration.Bold), $" cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
         PrintTransport(security);
         if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to state and warn of, once, not every worker's
         {
@@ -292,8 +291,7 @@ internal static class NodeCommand
         }
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
-        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
-        CliConsole.Out.WriteLiteralLine($" cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        CliConsole.Out.WriteLiteralLine("DistTrain", new Style(decoration: Decoration.Bold), $" cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
         PrintTransport(security);
         Blas.Configure(options.Compute, workersInProcess: 0);
         CliConsole.Out.WriteLiteralLine($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. A parameter server places its shards on shard nodes with Cluster:ShardNodes = true, one per node.");

@@ -73,7 +73,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
         if ((!File.Exists(path) || path == epochsCsv) && epochsCsv is not null && File.Exists(epochsCsv))
             return ReadEpochsCsv(epochsCsv, label ?? DefaultLabel(epochsCsv));
         if (!File.Exists(path))
-            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
+            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).",
+                $"{runDirectory}: no summary.json there (a run stopped before it wrote one, or not a run folder)");
         try
         {
             using var document = JsonDocument.Parse(File.ReadAllText(path));
@@ -193,4 +194,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
 /// <summary>A run folder that holds no finished run: no summary.json (a run interrupted before it wrote one), or a summary
 /// of no finished epoch (a run cancelled in its first).</summary>
 /// <param name="message">The folder or file, and what is missing.</param>
-internal sealed class UnfinishedRunException(string message) : IOException(message);
+/// <param name="reason">The same said for a run that is skipped beside others (compare): without the advice to pass another
+/// folder; null: <paramref name="message"/>.</param>
+internal sealed class UnfinishedRunException(string message, string? reason = null) : IOException(message)
+{
+    /// <summary>Why the folder holds no finished run, for a warning that skips it.</summary>
+    public string Reason { get; } = (reason ?? message).TrimEnd('.');
+}

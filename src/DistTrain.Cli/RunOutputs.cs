@@ -199,8 +199,8 @@ internal static class RunOutputs
         else WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
             CliConsole.Out.WriteLiteralLine($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
-        AnsiConsole.Write(new Text($"Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%", new Style(Color.Green, decoration: Decoration.Bold)));
-        CliConsole.Out.WriteLiteralLine($" ({Counts.Of(last.TestSamples, "test sample")})");
+        CliConsole.Out.WriteLiteralLine($"Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%",
+            new Style(Color.Green, decoration: Decoration.Bold), $" ({Counts.Of(last.TestSamples, "test sample")})");
         if (report?.BlewUp(options) is { } blewUp) CliConsole.Fail("warning", blewUp); // says what a rise in NotLearning would, and more
         else if (report?.NotLearning(options, classCount, last.TestAccuracy) is { } notLearning) CliConsole.Fail("warning", notLearning);
         CliConsole.Out.WriteLiteralLine($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");

@@ -162,8 +162,7 @@ internal static class TrainCommand
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
-        AnsiConsole.Write(new Text("DistTrain", new Style(decoration: Decoration.Bold)));
-        CliConsole.Out.WriteLiteralLine(
+        CliConsole.Out.WriteLiteralLine("DistTrain", new Style(decoration: Decoration.Bold),
             $" single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {Counts.Number(data.Train.Count)} training / {Counts.Of(data.Test.Count, "test sample")} from {data.Description}");
         foreach (var line in SettingsLines(options, loop.Workers.ToString(CultureInfo.InvariantCulture), shards, data.Validation?.Count))
             CliConsole.Out.WriteLiteralLine($"{line}");

@@ -89,8 +89,8 @@ public sealed class CompareCommandTests : IDisposable
         var interrupted = Directory.CreateDirectory(Path.Combine(_directory, "interrupted")).FullName;
         var (skipCode, skipOutput, skipError) = CliProcess.Run(["compare", runDirectory!, interrupted, stopped, "--label", "a", "b", "c", "--plot", plot]);
         Assert.True(skipCode == 0, skipError);
-        Assert.Equal($"warning: {interrupted}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json). " +
-            "It is skipped; leave it out of the runs to compare.", skipError.Trim());
+        Assert.Equal($"warning: {interrupted}: no summary.json there (a run stopped before it wrote one, or not a run folder): " +
+            "skipped. Leave it out of the runs to compare.", skipError.Trim());
         Assert.Contains("│ a ", skipOutput);
         Assert.Contains("│ c ", skipOutput);
         Assert.DoesNotContain("│ b ", skipOutput);
@@ -101,7 +101,7 @@ public sealed class CompareCommandTests : IDisposable
         File.WriteAllText(Path.Combine(cancelled, "summary.json"), noEpoch.ToJsonString());
         var (cancelledCode, cancelledOutput, cancelledError) = CliProcess.Run(["compare", cancelled, stopped, "--plot", plot]);
         Assert.True(cancelledCode == 0, cancelledError);
-        Assert.Contains($"warning: {Path.Combine(cancelled, "summary.json")}: the run finished no epoch, so it has no test accuracy to compare. It is skipped;", cancelledError);
+        Assert.Contains($"warning: {Path.Combine(cancelled, "summary.json")}: the run finished no epoch, so it has no test accuracy to compare: skipped.", cancelledError);
         Assert.Contains("early stopping kept that epoch's weights", cancelledOutput);
         // Alone, it is still refused, naming why.
         var (aloneCode, _, aloneError) = CliProcess.Run(["compare", cancelled, "--plot", plot]);
@@ -114,7 +114,7 @@ public sealed class CompareCommandTests : IDisposable
         (cancelledCode, _, cancelledError) = CliProcess.Run(["compare", cancelled, stopped, "--plot", plot]);
         Assert.True(cancelledCode == 0, cancelledError);
         Assert.Contains($"warning: {Path.Combine(cancelled, "summary.json")}: the run finished no epoch (it stopped: training diverged: at epoch 1, step 11 " +
-            "(weights version 10), a NaN or infinite loss), so it has no test accuracy to compare. It is skipped; leave it out of the runs to compare.", cancelledError);
+            "(weights version 10), a NaN or infinite loss), so it has no test accuracy to compare: skipped. Leave it out of the runs to compare.", cancelledError);
 
         // The run's model file stands for its folder.
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);

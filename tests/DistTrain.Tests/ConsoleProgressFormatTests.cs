@@ -78,9 +78,10 @@ public sealed class ConsoleProgressFormatTests
         console.Profile.Width = 200;
         const string text = "Nope:Key: /tmp/x:fire:y [bold]green:fire:[/]";
         DistTrain.Cli.CliConsole.WriteLiteralLine(console, text);
+        DistTrain.Cli.CliConsole.WriteLiteralLine(console, "warning:", new Spectre.Console.Style(Spectre.Console.Color.Red), " a:fire:b");
         console.Write(DistTrain.Cli.CliConsole.AddLiteralRow(Spectre.Console.TableExtensions.AddColumns(new Spectre.Console.Table(), "a", "b"), "green:fire:", "[red]"));
         var output = writer.ToString();
-        Assert.StartsWith(text + Environment.NewLine, output);
+        Assert.StartsWith(text + Environment.NewLine + "warning: a:fire:b" + Environment.NewLine + "┌", output); // one line each, no blank one
         Assert.Contains("green:fire:", output[text.Length..]);
         Assert.Contains("[red]", output);
         Assert.DoesNotContain("\U0001F525", output); // no 🔥

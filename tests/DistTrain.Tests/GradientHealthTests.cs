@@ -37,7 +37,8 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         float[] large = [1e20f, -1e20f, 0f];
         Assert.Equal(Math.Sqrt(2) * 1e20f, GradientHealthMonitor.Norm(large), 1e6);
         Assert.Equal(2.0 * (double)1e20f * 1e20f, GradientHealthMonitor.SumOfSquares(large), 1e27);
-        Assert.Equal(Math.Sqrt(2) * 1e20f, GradientHealthMonitor.GlobalNorm(large), 1e6);
+        // Clipping's norm stays float32's, as torch's and the sharded server's: infinite, so the step is scaled to 0, as before.
+        Assert.Equal(double.PositiveInfinity, GradientHealthMonitor.GlobalNorm(large));
         Assert.Equal(double.PositiveInfinity, GradientHealthMonitor.Norm([1f, float.PositiveInfinity]));
         Assert.True(double.IsNaN(GradientHealthMonitor.Norm([1f, float.NaN])));
         Assert.Equal(5, GradientHealthMonitor.Norm([3f, 4f])); // in range: float's sum, as before
@@ -129,9 +130,15 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(4, warnings.Count);
         Assert.EndsWith("(now 1E-12 at step 30). The last layer's gradient is as small (2.weight: 3E-21), which is the loss's own gradient times that " +
             "layer's inputs: the loss is about 0, so the model fits its training minibatches (if the test accuracy is well below the training accuracy, " +
-            "it overfits: use the overfitting controls, such as Training:EarlyStopping, L2 or Dropout), or every input to the last layer is 0. The " +
+            "it overfits: use the overfitting controls, such as Training:EarlyStopping, L2 or Dropout). The " +
             "initialization and the activations before it are not the cause.", warnings[0]);
         Assert.Contains("(now 4.6E-21 at step 30). This is the last layer's gradient, which is the loss's own gradient", warnings[3]);
+
+        // A last layer without a bias vanishes also when every input to it is 0 (dead ReLUs): the initialization's advice stays.
+        var noHeadBias = new GradientHealthMonitor(new ParameterLayout([("0.weight", [2]), ("0.bias", [1]), ("2.weight", [2])]),
+            new MonitoringOptions { WarnAfterMeasurements = 1 });
+        Assert.All(noHeadBias.Measure(1, [1e-12f, 0f, 1e-20f, 0f, 0f], [1f, 1f, 1f, 1f, 1f], [1f, 1f, 1f, 1f, 1f]),
+            warning => Assert.EndsWith("Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.", warning));
 
         var early = new GradientHealthMonitor(twoLayers, new MonitoringOptions { WarnAfterMeasurements = 1 });
         Assert.EndsWith("Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.",

@@ -280,6 +280,8 @@ public class PredictEvaluateTests : IDisposable
             "and the predictions would mean little. Write the pixels as 0 to 255 (multiply these values by 255).",
             ModelInputs.AlreadyScaledWarning(scaled, batch.Values, batch.DividedBy, fromIdx));
         Assert.Null(ModelInputs.AlreadyScaledWarning(scaled, new float[784], 1f, fromIdx)); // all zero: nothing to tell
+        Assert.Null(ModelInputs.AlreadyScaledWarning(scaled, [-3f, 0.5f], 1f, fromIdx)); // -3 is outside [-1, 1]
+        Assert.Contains("(the largest in magnitude is 0.75)", ModelInputs.AlreadyScaledWarning(scaled, [-0.75f, 0.5f], 1f, fromIdx));
         var fromCsv = new TrainedModel(options, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]),
             new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false, null, null, false, []).ToMetadata());
         Assert.Null(ModelInputs.AlreadyScaledWarning(scaled, batch.Values, batch.DividedBy, fromCsv));

@@ -31,7 +31,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     private int _partStartStep;     // the schedule's step at the part's start
     private int _partMinibatches;   // a further part's minibatches, spread over the epoch's steps left; 0: one step each
     private int _stepInPart;        // minibatches applied in this part
-    private int _positionEpoch;     // the epoch the three above belong to (0: none yet)
+    private int _positionEpoch;     // the epoch the four above belong to (0: none yet)
 
     /// <summary>
     /// The warning for Optimizer:Momentum <paramref name="momentum"/> in Async with <paramref name="workers"/> workers, or

@@ -121,7 +121,10 @@ public sealed class GradientHealthMonitor
             System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).ToArray();
         var lastLayer = layout.Segments.Select(s => int.TryParse(s.Name.AsSpan(0, Math.Max(0, s.Name.IndexOf('.'))), System.Globalization.NumberStyles.None,
             System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).DefaultIfEmpty(-1).Max();
-        _headTensors = lastLayer < 0 ? [] : [.. Enumerable.Range(0, _segments.Length).Where(i => layers[i] == lastLayer)];
+        // Only a head with a trainable bias: its bias's gradient is the loss's gradient summed over the minibatch, small only
+        // when the loss's is; a head without one also vanishes when every input to it is 0 (dead ReLUs), a dying network.
+        int[] head = lastLayer < 0 ? [] : [.. Enumerable.Range(0, _segments.Length).Where(i => layers[i] == lastLayer)];
+        _headTensors = head.Any(i => _segments[i].Name.EndsWith(".bias", StringComparison.Ordinal)) ? head : [];
         _options = options;
         _vanishingRun = new int[_segments.Length];
         _explodingRun = new int[_segments.Length];
@@ -145,7 +148,10 @@ public sealed class GradientHealthMonitor
     public LayerHealth[] Latest { get; }
 
     /// <summary>L2 norm of a whole flat gradient (torch.nn.utils.clip_grad_norm_'s total norm).</summary>
-    public static double GlobalNorm(ReadOnlySpan<float> gradient) => Norm(gradient);
+    /// <remarks>Summed in float, as clipping in float32 sums it: a gradient whose squares overflow float has an infinite norm,
+    /// and clipping scales it to 0 (as does the sharded server's sum of its shards' float sums). The diagnostics use
+    /// <see cref="Norm"/> instead.</remarks>
+    public static double GlobalNorm(ReadOnlySpan<float> gradient) => TensorPrimitives.Norm(gradient);
 
     /// <summary>
     /// ‖x‖₂, summed in float as <c>TensorPrimitives.Norm</c>; when that overflows to infinity, summed again in double, so
@@ -271,9 +277,9 @@ public sealed class GradientHealthMonitor
 
     /// <summary>
     /// The last layer's trainable tensor with the smallest gradient norm in this measurement, when every one of them is below
-    /// the vanishing threshold; else null. The last layer's gradient is the loss's own gradient times its inputs, so it is
-    /// that small only when the loss's gradient is about 0 (the model fits its minibatches: a loss near 0) or every input
-    /// to the last layer is 0; the layers before it cannot cause that.
+    /// the vanishing threshold and one is its bias; else null. The last layer's bias gradient is the loss's own gradient
+    /// summed over the minibatch, so with it every one of the layer's tensors is that small only when the loss's gradient is
+    /// about 0 (the model fits its minibatches: a loss near 0); the layers before it cannot cause that.
     /// </summary>
     private LayerHealth? VanishingHead()
     {
@@ -316,7 +322,7 @@ public sealed class GradientHealthMonitor
                             ? (Array.IndexOf(_headTensors, i) >= 0 ? "This is the last layer's gradient" : $"The last layer's gradient is as small ({head.Name}: {head.GradientNorm:G3})") +
                               $", which is the loss's own gradient times that layer's inputs: {LossAboutZero}, so the model fits its training minibatches " +
                               "(if the test accuracy is well below the training accuracy, it overfits: use the overfitting controls, such as Training:EarlyStopping, " +
-                              "L2 or Dropout), or every input to the last layer is 0. The initialization and the activations before it are not the cause."
+                              "L2 or Dropout). The initialization and the activations before it are not the cause."
                             : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
         }
         if (exploding && _firstExploding is null) _firstExploding = (step, segment.Name, gradientNorm);

@@ -75,7 +75,7 @@ public static class ModelInputs
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(model);
         if (dividedBy != 1f || model.Data.InputDivisor != 255f || values.IsEmpty) return null;
-        var largest = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(values);
+        var largest = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(values)); // MaxMagnitude keeps the sign
         if (!(largest <= 1f) || largest == 0f) return null;
         return $"{path}: every value is within [-1, 1] (the largest in magnitude is {largest.ToString(CultureInfo.InvariantCulture)}), but the model was trained on pixels of 0 to 255 from its {model.Data.Format} files, " +
             "divided by 255 as they were read, and divides a CSV's values by 255 in the same way. These look divided already, so they would be divided twice " +

@@ -37,11 +37,12 @@ public static class PretrainedWeights
     /// names its classes (labels written as names) and the other numbers them (IDX labels), or both number them and the
     /// checkpoint's <c>data_classes</c> (the Data:Classes it was trained with) are not the data's classes (its
     /// <see cref="TrainingData.Classes"/>, or all of them, 0 to N-1): a head trained on Fashion-MNIST's classes 0-4 kept for
-    /// classes 5-9 would train its output 0 (T-shirt/top) as class 5 (Sandal). A checkpoint of numbered classes without
+    /// classes 5-9 would train its output 0 (T-shirt/top) as class 5 (Sandal). In each case the head's outputs would be
+    /// trained as other classes; <c>evaluate</c> refuses such data likewise. A checkpoint of numbered classes without
     /// <c>data_classes</c> was trained on all of its data's classes in order, which is compared when Data:Classes lists
-    /// exactly 0 to N-1 in another order (the same label space reordered). Class names are compared whenever both sides have
-    /// them (numbered classes with Data:ClassNames too). The head's outputs would then be trained as other classes. As
-    /// <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a PyTorch <c>state_dict</c>, say),
+    /// exactly 0 to N-1 in another order (the same label space reordered; its class count is taken to be the data's, as a
+    /// head of another size is refused by <see cref="Load"/>). Class names are compared whenever both sides have them
+    /// (numbered classes with Data:ClassNames too). A checkpoint without DistTrain's data entries (a PyTorch <c>state_dict</c>, say),
     /// one of numbered classes without <c>data_classes</c> for data of other class numbers (another dataset's), or a missing
     /// or unreadable file is left to <see cref="Load"/>.
     /// </summary>
