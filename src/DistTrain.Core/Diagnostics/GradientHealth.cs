@@ -117,10 +117,8 @@ public sealed class GradientHealthMonitor
         _batchNormAfter = [.. _segments.Select(s => s.Name.EndsWith(".bias", StringComparison.Ordinal)
             && int.TryParse(s.Name[..^".bias".Length], System.Globalization.CultureInfo.InvariantCulture, out var layer)
             && names.Contains($"{layer + 1}.running_mean") ? layer : (int?)null)];
-        var layers = _segments.Select(s => int.TryParse(s.Name.AsSpan(0, Math.Max(0, s.Name.IndexOf('.'))), System.Globalization.NumberStyles.None,
-            System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).ToArray();
-        var lastLayer = layout.Segments.Select(s => int.TryParse(s.Name.AsSpan(0, Math.Max(0, s.Name.IndexOf('.'))), System.Globalization.NumberStyles.None,
-            System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1).DefaultIfEmpty(-1).Max();
+        var layers = _segments.Select(s => LayerIndex(s.Name)).ToArray();
+        var lastLayer = layout.Segments.Select(s => LayerIndex(s.Name)).DefaultIfEmpty(-1).Max();
         // Only a head with a trainable bias: its bias's gradient is the loss's gradient summed over the minibatch, small only
         // when the loss's is; a head without one also vanishes when every input to it is 0 (dead ReLUs), a dying network.
         int[] head = lastLayer < 0 ? [] : [.. Enumerable.Range(0, _segments.Length).Where(i => layers[i] == lastLayer)];
@@ -132,6 +130,11 @@ public sealed class GradientHealthMonitor
         _explodingWarned = new bool[_segments.Length];
         Latest = new LayerHealth[_segments.Length];
     }
+
+    /// <summary>The layer index a tensor's name starts with (<c>3</c> of <c>3.weight</c>), or -1 for a name without one.</summary>
+    private static int LayerIndex(string tensorName) =>
+        int.TryParse(tensorName.AsSpan(0, Math.Max(0, tensorName.IndexOf('.'))), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var layer) ? layer : -1;
 
     /// <summary>How every warning that the gradient clipping set every step's size begins: this monitor's, and under
     /// Cluster:Compression TopK a worker's, which clips its own pushes.</summary>

@@ -78,8 +78,9 @@ public static class PretrainedWeights
         // Without data_classes the checkpoint was trained on all of its data's classes, in their order; that they are the
         // data's own label space is known only when Data:Classes lists exactly 0 to N-1, in another order (another dataset's
         // numbers mean nothing here).
+        int[] inOrder = [.. Enumerable.Range(0, data.Classes.Count)];
         IReadOnlyList<int>? trainedClasses = trained.Classes.Count > 0 ? trained.Classes
-            : data.Classes.Count > 0 && data.Classes.Order().SequenceEqual(Enumerable.Range(0, data.Classes.Count)) ? [.. Enumerable.Range(0, data.Classes.Count)]
+            : data.Classes.Count > 0 && data.Classes.Order().SequenceEqual(inOrder) ? inOrder
             : null;
         var numbered = !trained.LabelsAreNames && !data.LabelsAreNames && trainedClasses is not null && !trainedClasses.SequenceEqual(dataClasses);
         var namesDiffer = trained.LabelsAreNames == data.LabelsAreNames && trained.ClassNames is { } trainedNames && data.ClassNames is { } dataNames
