@@ -350,6 +350,39 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 
     /// <summary>
+    /// The run starts from a checkpoint of weights <paramref name="version"/>, next epoch <paramref name="epoch"/>. In a run
+    /// this report has recorded before (a job restarted on its parameter-server node after a lost shard node), the steps past
+    /// that version and the epochs from <paramref name="epoch"/> on are trained again: they are dropped, so <c>steps.csv</c>,
+    /// <c>epochs.csv</c> and the plot hold each once, from the second go. A new or resumed run has recorded nothing.
+    /// </summary>
+    public void RunResumed(int epoch, int round, long version)
+    {
+        lock (_gate)
+        {
+            var firstAgain = _steps.FindIndex(s => s.Version > version);
+            if (firstAgain >= 0) _steps.RemoveRange(firstAgain, _steps.Count - firstAgain);
+            var epochsBefore = _epochs.Count;
+            _epochs.RemoveAll(e => e.Epoch >= epoch);
+            _stepsAtEpochEnd = Math.Min(_stepsAtEpochEnd, _steps.Count);
+            if (_stepRowCount > _steps.Count)
+            {
+                _stepRows.Clear(); // formatted again up to the steps kept when next written
+                _stepRowCount = 0;
+            }
+            if (_epochs.Count < epochsBefore)
+            {
+                _epochRows.Clear();
+                foreach (var e in _epochs) AppendEpochRow(e);
+            }
+        }
+        next.RunResumed(epoch, round, version);
+    }
+
+    /// <summary>Appends <paramref name="e"/>'s row of <c>epochs.csv</c> (under _gate).</summary>
+    private void AppendEpochRow(EpochSummary e) => _epochRows.Append(CultureInfo.InvariantCulture,
+        $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R},{e.PausedSeconds:R}\n");
+
+    /// <summary>
     /// Records the finished (evaluated) epoch and, given the run folder, has <c>epochs.csv</c> written with it
     /// (<see cref="WriteEpochsSoFar"/>) before passing it on: the epoch's console line shows after its row is on disk,
     /// unless the write takes longer than <see cref="EpochsWriteWait"/>.
@@ -360,9 +393,7 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
         {
             _epochs.Add(summary);
             _stepsAtEpochEnd = _steps.Count;
-            var e = summary;
-            _epochRows.Append(CultureInfo.InvariantCulture,
-                $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R},{e.PausedSeconds:R}\n");
+            AppendEpochRow(summary);
         }
         if (runDirectory is not null) WriteEpochsSoFar(runDirectory, summary.Epoch);
         next.EpochCompleted(summary);

@@ -494,6 +494,84 @@ public sealed partial class ClusterProcessTests : IDisposable
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
     }
 
+    /// <summary>
+    /// A shard node killed mid-run with a checkpoint folder and no standby: the parameter server starts the job again on its own
+    /// node from the newest epoch-end checkpoint instead of failing it, placing the 2 shards anew on the shard nodes up then, the
+    /// spare one (a third shard node, started with the job) in place of the killed one; the workers, whose data planes to the
+    /// server closed with the old run, register again. Every remaining node exits 0, on the weights of an undisturbed
+    /// single-process run (resuming from an epoch's end is exact). Before, the job failed with the advice to resume it by hand.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_killed_with_checkpoints_and_no_standby_is_replaced_by_a_spare_in_a_restart_on_the_same_parameter_server()
+    {
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4", StringComparison.Ordinal));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints");
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 3);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("epoch 1's end gathered from the shard nodes for its checkpoint", Guard);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +[23]/4 +(25|50)%"), Guard);
+        var hosting = shards.Where(node => node.Output.Contains("Shard host: hosting shard", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, hosting.Length);
+        var (killed, spare) = (hosting[1], Assert.Single(shards, node => !hosting.Contains(node)));
+        var killedAt = ps.Output.Length;
+        killed.Kill();
+
+        var restartAt = await ps.WaitForOutputAsync("The job starts again on this node from the newest checkpoint (of epoch ", Guard, after: killedAt);
+        var checkpointed = Regex.Matches(ps.Output[..restartAt], @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint")
+            .Max(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)) + 1;
+        Assert.Matches(new Regex(@"Shard [01] of 2 (is gone|cannot be reached).*\. The job starts again on this node from the newest checkpoint \(of epoch " +
+            $@"{checkpointed - 1}'s end\) in \S+, placing the 2 shards anew on the shard nodes up then: start a shard node in place of the lost one, " +
+            @"unless a spare one is up\."), ps.Output[killedAt..]);
+        var resumedAt = await ps.WaitForOutputAsync("Resuming from checkpoint", Guard, after: restartAt);
+        var version = 250 * (checkpointed - 1);
+        Assert.Matches($@"^Resuming from checkpoint \S+: weights version {version}, epoch {checkpointed} round 0", ps.Output[resumedAt..]);
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Append(spare).Append(hosting[0])) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 4 epochs", ps.Output);
+        Assert.Contains($"Restarting the job on this node from the newest checkpoint (of epoch {checkpointed - 1}'s end; restart 1 in a row from it, at most 3)",
+            ps.Output);
+        // The spare hosts a shard of the restarted run, from the checkpoint's slice; so does the surviving node, once the old run let its shard go.
+        foreach (var node in new[] { spare, hosting[0] })
+            Assert.Contains($"resumes from the checkpoint's slice, version {version} after {version} optimizer steps.", node.Output);
+        foreach (var worker in workers)
+        {
+            Assert.Contains("Lost the data plane to the parameter server (", worker.Output);
+            Assert.DoesNotContain("[ERROR]", worker.Output);
+        }
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
+    }
+
+    /// <summary>
+    /// As above without a spare shard node: the restarted run looks for 2 shard nodes for its placement time-out (here
+    /// Cluster:JoinTimeoutSeconds = 8 s), finds only the survivor, and the job fails (exit 1 on every node) naming the shard node
+    /// to start and how to continue the job from its newest checkpoint; it does not hang or restart again.
+    /// </summary>
+    [Fact]
+    public async Task A_restart_after_a_lost_shard_node_without_a_spare_fails_naming_the_shard_node_to_start_and_the_resume()
+    {
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 300", StringComparison.Ordinal));
+        var settings = OnShardNodes;
+        settings["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "8";
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, settings);
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("epoch 1's end gathered from the shard nodes for its checkpoint", Guard);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +2/300 +(25|50)%"), Guard);
+        shards[1].Kill();
+        await ps.AssertExitAsync(1, Guard);
+        foreach (var node in workers.Append(shards[0])) await node.AssertExitAsync(1, Guard);
+        Assert.Contains("Restarting the job on this node from the newest checkpoint (of epoch ", ps.Output);
+        Assert.Matches(new Regex(@"failed: Found 1 of the 2 shard nodes the run needs \(Cluster:ParameterServerShards = 2\) within 8 s: \S+\. Start 1 more shard " +
+            @"node .* The job had started again on this node from the checkpoint of epoch \d+'s end after a lost shard node; to continue it, start the nodes " +
+            $@"again with Checkpoint:Resume = true \(DISTTRAIN_Checkpoint__Resume=true\), which resumes from the newest checkpoint in {Regex.Escape(checkpoints)}\."), ps.Output);
+        Assert.Single(Regex.Matches(ps.Output, "Restarting the job on this node"));
+    }
+
     /// <summary>A job on 2 shard nodes with <paramref name="workerCount"/> workers, each node a process, run to its end: every node exits 0.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> RunJobOnShardNodesAsync(string configPath,
         Dictionary<string, string> psEnvironment, Dictionary<string, string> workerEnvironment, int workerCount = 2)

@@ -198,7 +198,7 @@ public class MetricsTests
             "disttrain_actor_messages_total", "disttrain_actor_failures_total", "disttrain_actor_dead_letters_total",
             "disttrain_training_steps_total", "disttrain_training_samples_total", "disttrain_training_gradient_bytes_total",
             "disttrain_training_clipped_steps_total", "disttrain_training_workers_lost_total",
-            "disttrain_training_parameter_server_takeovers_total", "disttrain_dataplane_bytes_total",
+            "disttrain_training_parameter_server_takeovers_total", "disttrain_training_shard_loss_restarts_total", "disttrain_dataplane_bytes_total",
         ];
         foreach (var name in counters)
             Assert.Matches($@"(?m)^# TYPE {name} counter$", after);

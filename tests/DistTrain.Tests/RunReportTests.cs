@@ -51,6 +51,44 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// A job restarted on its parameter-server node after a lost shard node trains again from its newest checkpoint, and the
+    /// same report sees the redone steps and epochs a second time. <see cref="RunReport.RunResumed"/> drops what the first go
+    /// recorded past the checkpoint: steps.csv holds each version once and epochs.csv each epoch once, from the second go,
+    /// also after the files were formatted mid-run. A report that recorded nothing (a new resume) is unchanged by it.
+    /// </summary>
+    [Fact]
+    public void A_run_resumed_within_the_same_report_records_the_steps_and_epochs_trained_again_once()
+    {
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var version = TwoEpochsAndPartOfTheThird(report, stepsOfEpoch3: 3); // versions 1 to 11; epochs 1 and 2 finished
+        Assert.Equal(11, version);
+        _ = report.StepsCsv(); // formatted up to version 11, as a per-epoch write does
+        _ = report.EpochsCsv();
+        // Back to the checkpoint of epoch 2's end (version 8): epoch 3 starts again, with other losses this time.
+        report.RunResumed(3, 0, 8);
+        report.EpochStarted(3, 4, 350);
+        for (var step = 0; step < 4; step++) report.StepApplied(3, step, 9 + step, 100, 0.1, 0.05, default);
+        report.EpochCompleted(new EpochSummary(3, 12, 0.1, 0.2, 0.9, 100, 350, 1, 0.1));
+
+        var steps = report.StepsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries)[1..];
+        Assert.Equal(Enumerable.Range(1, 12).Select(v => (long)v), steps.Select(row => long.Parse(row.Split(',')[2], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal(["0.1", "0.1", "0.1", "0.1"], steps[8..].Select(row => row.Split(',')[4]));
+        Assert.Equal(["1", "2", "3"], report.EpochsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries)[1..].Select(row => row.Split(',')[0]));
+        Assert.Equal("0.9", report.EpochsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Split(',')[4]);
+
+        // Back into the middle of a finished epoch (a checkpoint at epoch 2 round 2, version 6): epochs 2 and 3 are dropped too.
+        report.RunResumed(2, 2, 6);
+        Assert.Equal(6, report.StepsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1);
+        Assert.Equal(["1"], report.EpochsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries)[1..].Select(row => row.Split(',')[0]));
+
+        var fresh = new RunReport(NullTrainingObserver.Instance);
+        fresh.RunResumed(3, 0, 8);
+        fresh.EpochStarted(3, 4, 350);
+        fresh.StepApplied(3, 0, 9, 100, 0.1, 0.05, default);
+        Assert.Equal(2, fresh.StepsCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+    }
+
+    /// <summary>
     /// A run that diverged keeps what it finished, as a cancelled run does: beside last-good.safetensors (and no
     /// model.safetensors), summary.json records the divergence and the finished epochs, and steps.csv, epochs.csv and
     /// curves.png hold every step applied. Before, the folder held only last-good.safetensors.

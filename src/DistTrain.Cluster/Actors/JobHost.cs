@@ -50,6 +50,27 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         private StopTraining() { }
     }
 
+    /// <summary>
+    /// Why a job host runs again on its node (<see cref="JobHostSupervisor"/>): its run on shard nodes lost a shard node, no standby
+    /// was up to take the job over, and the run had a checkpoint. The new host takes the job over from the newest checkpoint, as a
+    /// standby would.
+    /// </summary>
+    /// <param name="JobId">The job's id, by which the new host finds the job's checkpoints and the workers' registrations are matched.</param>
+    /// <param name="Checkpoint">The position of the newest checkpoint when the shard was lost ("epoch 3's end", "epoch 4 round 200").</param>
+    /// <param name="InARow">How many restarts in a row found that same checkpoint the newest: 1 for the first.</param>
+    /// <param name="Loss">What was lost, for the new host's first line.</param>
+    public sealed record ShardLossRestart(string JobId, string Checkpoint, int InARow, string Loss);
+
+    /// <summary>A job host asks its <see cref="JobHostSupervisor"/> to stop it and start a new one with <paramref name="Restart"/>. In process only.</summary>
+    /// <param name="Restart">What the new host is told.</param>
+    public sealed record RestartHere(ShardLossRestart Restart) : INoSerializationVerificationNeeded;
+
+    /// <summary>
+    /// Restarts in a row from one checkpoint after which a job ends instead: a shard node lost each time before the run wrote a
+    /// newer checkpoint (a node that fails at every placement, say) would otherwise restart the job for ever.
+    /// </summary>
+    public const int MaxRestartsFromOneCheckpoint = 3;
+
     /// <summary>The node's outputs of a finished job are written (<see cref="Failure"/> null) or could not be.</summary>
     private sealed record OutputsSaved(Done Done, Exception? Failure);
 
@@ -173,12 +194,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _stopping; // StopTraining came: the coordinator's end (it was stopped) is not the job's
     private readonly List<IActorRef> _stopCallers = []; // StopTraining's senders, answered once the coordinator decides (AnswerStop)
     private bool _endSeen; // the coordinator's Done was handled
+    private readonly bool _restartable; // run by a JobHostSupervisor, which can start a new host in this one's place
+    private readonly ShardLossRestart? _restartedAfter; // this host runs the job again after a lost shard node; null: the first host
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "")
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "",
+        bool restartable = false, ShardLossRestart? restartedAfter = null)
     {
+        _restartable = restartable;
+        _restartedAfter = restartedAfter;
         _trainDigest = trainDigest;
         _saveOutputs = saveOutputs;
         _retakeCheckpointDirectoryEvery = retakeCheckpointDirectoryEvery ?? RetakeCheckpointDirectoryEvery;
@@ -186,8 +212,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _security = security;
         _listener = listener;
         _failover = failover;
-        _takeover = failover?.WasStandby ?? false;
-        _stoodBy = _takeover;
+        _takeover = (failover?.WasStandby ?? false) || restartedAfter is not null;
+        _stoodBy = failover?.WasStandby ?? false;
+        if (restartedAfter is not null) _jobId = restartedAfter.JobId;
         _trainCount = trainCount;
         _testCount = testCount;
         _validationCount = validationCount;
@@ -293,11 +320,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// checkpoints, and checked on resume and takeover; empty for none.</param>
     /// <param name="samples">The node's <see cref="ModelFingerprint.SamplesOf"/>: a worker that read other samples is refused.
     /// Empty: samples are not compared (the workers must then send none either, as in tests).</param>
+    /// <param name="restartable">True when a <see cref="JobHostSupervisor"/> runs the host: a run on shard nodes that loses a shard node
+    /// with no standby up and a checkpoint written is then restarted on this node from the newest checkpoint instead of failing.</param>
+    /// <param name="restartedAfter">Null for the job's first host on this node; a restart's reason for a host started in the place of one
+    /// whose run lost a shard node: it takes the job over from the newest checkpoint.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "") =>
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "",
+        bool restartable = false, ShardLossRestart? restartedAfter = null) =>
         Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover,
-            retakeCheckpointDirectoryEvery, saveOutputs, trainDigest, samples));
+            retakeCheckpointDirectoryEvery, saveOutputs, trainDigest, samples, restartable, restartedAfter));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -313,7 +345,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _log.Info("The job already finished on another parameter-server node; this host starts nothing.");
             return;
         }
-        if (_takeover)
+        if (_restartedAfter is { } restart)
+        {
+            Metrics.DistTrainMetrics.RecordShardLossRestart();
+            _log.Warning(string.Format(CultureInfo.InvariantCulture, "Restarting the job on this node from the newest checkpoint (of {0}; restart {1} in a row " +
+                "from it, at most {2}) after: {3} Waiting for {4} worker(s) to register again; data plane on port {5}, {6}", restart.Checkpoint, restart.InARow,
+                MaxRestartsFromOneCheckpoint, restart.Loss.TrimEnd(), _options.Cluster.MinWorkers, _listener.Port, _listener.Interfaces));
+        }
+        else if (_takeover)
         {
             Metrics.DistTrainMetrics.RecordTakeover();
             _log.Warning("Taking over the job as the parameter server (the active one failed or was stopped); waiting for {0} worker(s) to register again; data plane on port {1}, {2}",
@@ -994,7 +1033,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                     : "The parameter-server node stopped; the job goes on on a standby or on resume."));
             return;
         }
-        if (done.Failure is ShardNodesException { LostShard: >= 0 } lost && HandOverLostShard(lost)) return;
+        if (done.Failure is ShardNodesException { LostShard: >= 0 } lost && (HandOverLostShard(lost) || RestartAfterLostShard(lost))) return;
+        // A restarted run that cannot go on (no shard node in the lost one's place, say) says how to continue from where it got.
+        if (_restartedAfter is { } restart && done.Failure is ShardNodesException { LostShard: < 0 } failed)
+            done = done with { Failure = new ShardNodesException($"{failed.Message.TrimEnd()} The job had started again on this node from the checkpoint of " +
+                $"{restart.Checkpoint} after a lost shard node; to continue it, start the nodes again with Checkpoint:Resume = true " +
+                $"(DISTTRAIN_Checkpoint__Resume=true), which resumes from the newest checkpoint in {_options.Checkpoint.Directory}.") };
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.
@@ -1070,6 +1114,49 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             "shard node in place of the lost one, unless a spare one is up.";
         _log.Error(message);
         _completion.TrySetException(new JobHandedOverException(message, lost));
+        return true;
+    }
+
+    /// <summary>
+    /// A run on shard nodes lost a shard node, and no standby took the job over (<see cref="HandOverLostShard"/>): with
+    /// Checkpoint:Directory set and a checkpoint of the run, the job starts again on this node rather than ending. This host asks
+    /// its <see cref="JobHostSupervisor"/> for a new one, passes the other nodes' messages back up to it until the supervisor's
+    /// <see cref="JobHostSupervisor.StopAfterQueued"/>, and stops on that; its children stop with it: the
+    /// worker links (the workers, whose data planes close, register again) and the shards' owner (the surviving shard nodes
+    /// release their shards). The new host takes the job over from the newest checkpoint as a standby would, placing the shards
+    /// anew on the shard nodes up then: a spare one, or one started after the loss within the placement time-out, takes the lost
+    /// one's place. Nothing goes out to the other nodes, and this node's run goes on.
+    /// </summary>
+    /// <param name="lost">The run's failure.</param>
+    /// <returns>False when the job ends here: no supervisor, no checkpoint, or <see cref="MaxRestartsFromOneCheckpoint"/> restarts in a
+    /// row found the same newest checkpoint.</returns>
+    private bool RestartAfterLostShard(ShardNodesException lost)
+    {
+        if (!_restartable || string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || lost.NewestCheckpoint is not { } checkpoint) return false;
+        var inARow = _restartedAfter is { } earlier && earlier.Checkpoint == checkpoint ? earlier.InARow + 1 : 1;
+        if (inARow > MaxRestartsFromOneCheckpoint)
+        {
+            _log.Warning("The job was restarted {0} times in a row from the checkpoint of {1} after a lost shard node, and lost one again before it wrote a " +
+                "newer checkpoint: it ends here. Check the shard nodes' logs for why they leave.", MaxRestartsFromOneCheckpoint, checkpoint);
+            return false;
+        }
+        _checkpointLock?.Dispose(); // the new host takes Checkpoint:Directory at once
+        _checkpointLock = null;
+        Timers.CancelAll();
+        _log.Warning("{0} The job starts again on this node from the newest checkpoint (of {1}) in {2}, placing the {3} shards anew on the shard nodes up " +
+            "then: start a shard node in place of the lost one, unless a spare one is up.", lost.Loss.TrimEnd(), checkpoint, _options.Checkpoint.Directory,
+            _options.Cluster.ParameterServerShards);
+        Context.Parent.Tell(new RestartHere(new ShardLossRestart(_jobId, checkpoint, inARow, lost.Loss)));
+        // What the other nodes sent this host until the supervisor's StopAfterQueued, which comes behind it, goes back up to the new
+        // host (the supervisor keeps it until that one runs); the rest was this run's own.
+        Become(() =>
+        {
+            Receive<JobHostSupervisor.StopAfterQueued>(_ => Context.Stop(Self));
+            Receive<RegisterWorker>(register => Context.Parent.Forward(register));
+            Receive<RegisterStandby>(register => Context.Parent.Forward(register));
+            Receive<StopTraining>(stop => Context.Parent.Forward(stop));
+            ReceiveAny(_ => { });
+        });
         return true;
     }
 

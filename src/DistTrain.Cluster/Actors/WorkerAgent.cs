@@ -296,8 +296,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _shardLossAt = System.Diagnostics.Stopwatch.GetTimestamp();
             _serverLossSeen = false;
             _log.Warning("Worker stopped: {0} The job ends with this, unless this worker joined the running job and fails alone (it then counts as " +
-                "lost, and the job goes on without this node), or the parameter server turns out to be lost too (then this node registers again, for " +
-                "a standby to take over).", e.Message);
+                "lost, and the job goes on without this node), or the parameter server turns out to be lost too, or closes its data plane to restart the " +
+                "job from its newest checkpoint (then this node registers again).", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message, ((ShardConnectionLostException)e).Shard));
         }
         else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException or ShardRecipeException && _accepted)
@@ -414,7 +414,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             }
             if (ParameterServerLost())
             {
-                _log.Info("The parameter server was lost too, which released its shards; the job is not ended by the lost shard connection.");
+                _log.Info("The parameter server was lost too, which released its shards (or it restarts the job after the lost shard node); the job is not " +
+                    "ended by the lost shard connection.");
                 _workerFailed = false;
                 _failure = null;
             }
@@ -435,7 +436,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         }
         if (!_accepted) return; // already registering again
         _log.Warning("Lost the data plane to the parameter server ({0}); registering again and waiting up to {1:F0} s for a parameter server " +
-                     "(a standby takes over from the newest checkpoint)", lost.Name, _options.Cluster.JoinTimeoutSeconds);
+                     "(a standby takes over from the newest checkpoint, as does a parameter server that restarts the job after a lost shard node)", lost.Name, _options.Cluster.JoinTimeoutSeconds);
         _lostParameterServer = true;
         _accepted = false;
         _linkOpen = false; // also when the loss came through membership, with the old link's socket still open

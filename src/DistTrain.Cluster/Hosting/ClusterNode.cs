@@ -151,8 +151,10 @@ public static class ClusterNode
             actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere,
                 new ParameterServerNode.StandbyRegistration(security, ModelFingerprint.Of(options, samples), ModelFingerprint.ServerSettingsOf(options))), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
-                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
+            // The host runs under a supervisor, which starts it again here after a lost shard node (Cluster:ShardNodes) with no standby up.
+            var jobHost = JobHostSupervisor.Props(restart => JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0,
+                dataHost, observer, completion, failover, saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples,
+                restartable: true, restartedAfter: restart));
             var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             StopJobHostWhenNoParameterServerTakesOver(system, manager, completion.Task);
             FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);

@@ -65,4 +65,6 @@ internal sealed class ProgressObserver(IProgress<TrainingProgress>? progress, in
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
 
     public void CheckpointSaved(CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
+
+    public void RunResumed(int epoch, int round, long version) => next.RunResumed(epoch, round, version);
 }

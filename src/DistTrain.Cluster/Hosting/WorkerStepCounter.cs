@@ -44,6 +44,9 @@ public sealed class WorkerStepCounter(ITrainingObserver next) : ITrainingObserve
     public void CheckpointSaved(CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 
     /// <inheritdoc />
+    public void RunResumed(int epoch, int round, long version) => next.RunResumed(epoch, round, version);
+
+    /// <inheritdoc />
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds)
     {
         var computed = 0;

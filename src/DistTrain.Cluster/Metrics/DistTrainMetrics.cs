@@ -72,6 +72,11 @@ public static class DistTrainMetrics
     /// <summary>Counts a takeover: this node's standby parameter server started the job after the active one failed.</summary>
     public static void RecordTakeover() => Interlocked.Increment(ref _takeovers);
 
+    private static long _shardLossRestarts;
+
+    /// <summary>Counts a restart of the job on this parameter-server node from its newest checkpoint after its run lost a shard node.</summary>
+    public static void RecordShardLossRestart() => Interlocked.Increment(ref _shardLossRestarts);
+
     private static long _samplesApplied;
     private static long _samplesComputed;
 
@@ -213,6 +218,8 @@ public static class DistTrainMetrics
         Meter.CreateObservableCounter("training.workers_lost", () => new Measurement<long>(Interlocked.Read(ref _workersLost), NodeTag), "{worker}", "Workers lost during training; the job continued without them.");
         Meter.CreateObservableCounter("training.parameter_server_takeovers", () => new Measurement<long>(Interlocked.Read(ref _takeovers), NodeTag), "{takeover}",
             "Times this node's standby parameter server took over the job from a failed active one.");
+        Meter.CreateObservableCounter("training.shard_loss_restarts", () => new Measurement<long>(Interlocked.Read(ref _shardLossRestarts), NodeTag), "{restart}",
+            "Times this parameter-server node started the job again from its newest checkpoint after its run lost a shard node (Cluster:ShardNodes, no standby up).");
         Meter.CreateObservableCounter("dataplane.bytes", () => new[]
         {
             new Measurement<long>(DataPlane.TensorFrame.BytesSent, new("direction", "sent"), new("node", Node)),

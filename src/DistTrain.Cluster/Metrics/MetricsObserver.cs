@@ -92,6 +92,9 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     public void CheckpointSaved(Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 
     /// <inheritdoc />
+    public void RunResumed(int epoch, int round, long version) => next.RunResumed(epoch, round, version);
+
+    /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary)
     {
         if (_windowSamples > 0) CloseWindow();
