@@ -30,7 +30,10 @@
 # takes Training:Mode Sync (README). The --config file may set Cluster:ShardNodes, Cluster:ParameterServerShards and
 # Metrics:Port instead: the script reads them as the parameter server will, with `disttrain config` (the file, then the
 # DISTTRAIN_ variables), which also runs the config loader's checks before any node starts (a problem: exit code 2,
-# naming it). A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
+# naming it). SHARD_SPARES=N (0 to 16, default 0) starts N shard nodes more, spares that host nothing until a shard node
+# is lost. A shard node that ends before the job does ends the job (the parameter server fails it, naming the shard)
+# unless the run has written a checkpoint (Checkpoint:Directory set) and a spare is up: the parameter server then starts
+# the job again from its newest checkpoint, with a spare in the lost one's place (README, Cluster:ShardNodes).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -130,6 +133,14 @@ shard_nodes=0; shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
 # Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
 # names the value (rather than each of up to 99 shard nodes refusing it in turn).
 if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [ "$((10#$shard_nodes))" -le 16 ]; then shard_nodes=$((10#$shard_nodes)); else shard_nodes=0; fi
+# SHARD_SPARES: shard nodes started beyond the shards, added to shard_nodes wherever that is set (with shard nodes on only).
+shard_spares="${SHARD_SPARES:-0}"
+if ! [[ "$shard_spares" =~ ^[0-9]{1,2}$ ]] || [ "$((10#$shard_spares))" -gt 16 ]; then
+  echo "cluster.sh: SHARD_SPARES = '$shard_spares' is not a whole number from 0 to 16: set it to the spare shard nodes to start beside the shards (0, the default, for none)." >&2
+  exit 2
+fi
+shard_spares=$((10#$shard_spares))
+[ "$shard_nodes" = 0 ] || shard_nodes=$((shard_nodes + shard_spares))
 # The ports this run hands out, each of which must be its own: the parameter server's Cluster:Port and Cluster:DataPort,
 # and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
 # P + i), and with shard nodes on to P + WORKERS + SHARD_NODES (shard node k's is P + WORKERS + k); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
@@ -235,7 +246,7 @@ if [ "$code" != 0 ] && grep -q "Unrecognized command or argument '--check-node'"
 if [ "$code" = 0 ]; then
   # The values are the last three lines (a warning of the loader's, on standard error, comes before them).
   { read -r config_shard_nodes; read -r config_shards; read -r config_metrics_port; } <<< "$(tail -n 3 <<< "$settings")"
-  shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$config_shards
+  shard_nodes=0; [ "$config_shard_nodes" != true ] || shard_nodes=$((config_shards + shard_spares))
   [ -n "${DISTTRAIN_Metrics__Port:-}" ] || [ "$config_metrics_port" = 0 ] || export DISTTRAIN_Metrics__Port="$config_metrics_port"
 elif grep -qE "^error: 'config' is not a command|Unrecognized command or argument 'config'" <<< "$settings"; then
   echo "cluster.sh: CLI_DLL = ${CLI_DLL:-} has no 'disttrain config' command (a build before it): the script reads Cluster:ShardNodes, Cluster:ParameterServerShards and Metrics:Port from the DISTTRAIN_ variables only, not from the config file." >&2
@@ -312,7 +323,7 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
     echo "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' TERM
-echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)"); logs in $logs/."
+echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)")$([ "$shard_nodes" = 0 ] || [ "$shard_spares" = 0 ] || echo " ($shard_spares of them spare$([ "$shard_spares" = 1 ] || echo s))"); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
 # (Compute, Metrics, Cluster:SharedMemory and Cluster:JoinTimeoutSeconds); deploy/local/add-worker-env.sh names each
@@ -469,8 +480,9 @@ while true; do
     [ "$interrupted" = 0 ] || continue  # Ctrl-C in those seconds: the job does not go on
   fi
   if [[ "${names[$ended]}" == shard-* ]] && [ "$code" -ne 0 ]; then
-    # The job cannot go on without the shard: the parameter server fails it, naming the shard, and the loop reports its exit.
-    echo "${names[$ended]} (a shard node) ended with code $code$([ "$code" -le 128 ] || echo " (signal $(( code - 128 )))"); the job cannot go on without its shard. Its log: $logs/${names[$ended]}.log." >&2
+    # The run cannot go on without the shard: the parameter server fails the job, naming the shard, and the loop reports its
+    # exit; or, with a checkpoint written, starts the job again from it, with a spare shard node in the lost one's place.
+    echo "${names[$ended]} (a shard node) ended with code $code$([ "$code" -le 128 ] || echo " (signal $(( code - 128 )))"); the run cannot go on without its shard: the job ends, unless it has a checkpoint and a spare shard node is up (SHARD_SPARES), from which the parameter server starts it again (its log says so). Its log: $logs/${names[$ended]}.log." >&2
     continue
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
