@@ -363,7 +363,9 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
             if (firstAgain >= 0) _steps.RemoveRange(firstAgain, _steps.Count - firstAgain);
             var epochsBefore = _epochs.Count;
             _epochs.RemoveAll(e => e.Epoch >= epoch);
-            _stepsAtEpochEnd = Math.Min(_stepsAtEpochEnd, _steps.Count);
+            foreach (var later in _stepsOfEpoch.Keys.Where(e => e > epoch).ToList()) _stepsOfEpoch.Remove(later);
+            // A per-epoch steps.csv holds the steps of the finished epochs: those before the resumed one.
+            _stepsAtEpochEnd = Math.Min(_stepsAtEpochEnd, _steps.FindLastIndex(s => s.Epoch < epoch) + 1);
             if (_stepRowCount > _steps.Count)
             {
                 _stepRows.Clear(); // formatted again up to the steps kept when next written

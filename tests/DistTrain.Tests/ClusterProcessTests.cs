@@ -530,8 +530,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         await ps.AssertExitAsync(0, Guard);
         foreach (var node in workers.Append(spare).Append(hosting[0])) await node.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 4 epochs", ps.Output);
-        Assert.Contains($"Restarting the job on this node from the newest checkpoint (of epoch {checkpointed - 1}'s end; restart 1 in a row from it, at most 3)",
-            ps.Output);
+        Assert.Contains($"Restarting the job on this node from the newest checkpoint (of epoch {checkpointed - 1}'s end; restart 1 of at most 3 from that " +
+            "checkpoint) after the lost shard node", ps.Output);
         // The spare hosts a shard of the restarted run, from the checkpoint's slice; so does the surviving node, once the old run let its shard go.
         foreach (var node in new[] { spare, hosting[0] })
             Assert.Contains($"resumes from the checkpoint's slice, version {version} after {version} optimizer steps.", node.Output);
@@ -540,6 +540,13 @@ public sealed partial class ClusterProcessTests : IDisposable
             Assert.Contains("Lost the data plane to the parameter server (", worker.Output);
             Assert.DoesNotContain("[ERROR]", worker.Output);
         }
+        // The run folder records each step and epoch once, the redone ones from the second go; summary.json the run that ended.
+        var folder = Regex.Match(ps.Output, @"Curves: (\S+)/curves\.png").Groups[1].Value;
+        var stepVersions = File.ReadAllLines(Path.Combine(folder, "steps.csv")).Skip(1).Select(row => long.Parse(row.Split(',')[2], CultureInfo.InvariantCulture));
+        Assert.Equal(Enumerable.Range(1, 1000).Select(v => (long)v), stepVersions);
+        Assert.Equal(["1", "2", "3", "4"], File.ReadAllLines(Path.Combine(folder, "epochs.csv")).Skip(1).Select(row => row.Split(',')[0]));
+        using (var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "summary.json"))))
+            Assert.Equal(checkpointed, summary.RootElement.GetProperty("resumed_at_epoch").GetInt32());
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
     }
 

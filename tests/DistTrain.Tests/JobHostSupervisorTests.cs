@@ -78,6 +78,37 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
         Assert.Equal([null, restart], started);
     }
 
+    /// <summary>
+    /// The count of restarts in a row from one checkpoint: a restart whose newest checkpoint is the one of the restart before
+    /// counts on, a newer one starts again at 1, and the fourth in a row from one checkpoint is refused (the job ends).
+    /// </summary>
+    [Fact]
+    public void Restarts_in_a_row_from_one_checkpoint_are_counted_and_the_fourth_is_refused()
+    {
+        JobHost.ShardLossRestart Restart(string checkpoint, int inARow) => new("job-1", checkpoint, inARow, "lost");
+        Assert.Equal(1, JobHost.ShardLossRestart.After(null, "epoch 2's end"));
+        Assert.Equal(2, JobHost.ShardLossRestart.After(Restart("epoch 2's end", 1), "epoch 2's end"));
+        Assert.Equal(3, JobHost.ShardLossRestart.After(Restart("epoch 2's end", 2), "epoch 2's end"));
+        Assert.Null(JobHost.ShardLossRestart.After(Restart("epoch 2's end", JobHost.MaxRestartsFromOneCheckpoint), "epoch 2's end"));
+        Assert.Equal(1, JobHost.ShardLossRestart.After(Restart("epoch 2's end", JobHost.MaxRestartsFromOneCheckpoint), "epoch 3 round 100"));
+    }
+
+    /// <summary>The singleton manager's hand-over message reaches the host as a PoisonPill behind what was forwarded before it.</summary>
+    [Fact]
+    public void A_hand_over_stops_the_host_after_the_messages_before_it_and_then_the_supervisor()
+    {
+        var started = new List<JobHost.ShardLossRestart?>();
+        var supervisor = Supervisor(started);
+        Watch(supervisor);
+        using var release = new ManualResetEventSlim();
+        supervisor.Tell(new Block(release));
+        supervisor.Tell("before");
+        supervisor.Tell(JobHostSupervisor.HandOver.Instance);
+        release.Set();
+        Assert.Equal("before", ExpectMsg<Got>().Message);
+        ExpectTerminated(supervisor);
+    }
+
     [Fact]
     public void A_restart_asked_by_anyone_but_the_host_is_passed_to_the_host_not_acted_on()
     {

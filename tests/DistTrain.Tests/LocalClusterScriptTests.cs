@@ -192,8 +192,13 @@ public class LocalClusterScriptTests
         "DISTTRAIN_Cluster__Port out of 25121 to 25125.", 2)]
     [InlineData("65532", "", "", "cluster.sh: DISTTRAIN_Metrics__Port = 65532 would give shard node 2 metrics port 65536, past 65535 (worker i gets " +
         "DISTTRAIN_Metrics__Port + i, shard node k DISTTRAIN_Metrics__Port + WORKERS + k). Set DISTTRAIN_Metrics__Port to at most 65531.", 2)]
+    // SHARD_SPARES=1 starts a third shard node for the 2 shards, with a metrics port of its own.
+    [InlineData("65531", "", "", "cluster.sh: DISTTRAIN_Metrics__Port = 65531 would give shard node 3 metrics port 65536, past 65535 (worker i gets " +
+        "DISTTRAIN_Metrics__Port + i, shard node k DISTTRAIN_Metrics__Port + WORKERS + k). Set DISTTRAIN_Metrics__Port to at most 65530.", 2, "1")]
+    [InlineData("", "", "", "cluster.sh: SHARD_SPARES = 'one' is not a whole number from 0 to 16: set it to the spare shard nodes to start beside the " +
+        "shards (0, the default, for none).", 2, "one")]
     public async Task Ports_of_the_run_that_clash_exit_2_naming_both_settings_before_any_node_starts(string metricsPort, string port, string dataPort, string message,
-        int shardNodes = 0)
+        int shardNodes = 0, string? spares = null)
     {
         var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
         if (shardNodes > 0)
@@ -201,6 +206,7 @@ public class LocalClusterScriptTests
             start.Environment["DISTTRAIN_Cluster__ShardNodes"] = "true";
             start.Environment["DISTTRAIN_Cluster__ParameterServerShards"] = shardNodes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
+        if (spares is not null) start.Environment["SHARD_SPARES"] = spares;
         foreach (var (key, value) in new[] { ("DISTTRAIN_Metrics__Port", metricsPort), ("DISTTRAIN_Cluster__Port", port), ("DISTTRAIN_Cluster__DataPort", dataPort) })
             if (value.Length > 0) start.Environment[key] = value;
         var runs = Path.Combine(Repository, "runs", "cluster");

@@ -276,7 +276,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             if (_settings is { ResumedVersion: 0, FirstEpoch: 1, FirstRound: 0, EarlyStoppingDirectory: { } directory } && Directory.Exists(directory))
                 EarlyStoppingRecord.Clear(directory); // a new run: an earlier run's record is not its own
-            if (_settings.ResumedVersion > 0) _observer.RunResumed(_settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion);
+            // Every run says where it starts (a new one at epoch 1, version 0): a report that recorded a run on this node before (a job
+            // restarted after a lost shard node) drops what is trained again, also when the restart found no checkpoint.
+            _observer.RunResumed(_settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion);
             var start = _settings.StopsEarly && _settings.FirstEpoch > 1 ? RestoreEarlyStopping() : EarlyStoppingStart.AsNew;
             var resumed = $"epoch {_plan.Epoch}'s weights (version {_settings.ResumedVersion})";
             var keeps = _settings.StopsEarly ? "the best epoch's weights" : "them";

@@ -22,8 +22,9 @@ namespace DistTrain.Cluster.Actors;
 /// parameter-server nodes, and completes the task it was given.
 /// </summary>
 /// <remarks>
-/// It runs as a cluster singleton among the parameter-server nodes (<see cref="ParameterServerNode"/>). Started on a
-/// node that was a standby, it is a takeover: it resumes from the newest valid checkpoint in Checkpoint:Directory
+/// It runs under the cluster singleton of the parameter-server nodes (<see cref="ParameterServerNode"/>), a
+/// <see cref="JobHostSupervisor"/>, which starts it again on its node after a lost shard node. Started on a
+/// node that was a standby, or so restarted, it is a takeover: it resumes from the newest valid checkpoint in Checkpoint:Directory
 /// (which must be shared between the parameter-server nodes), and the worker nodes, which lost their data plane to
 /// the old node, register again and get the checkpoint's weights.
 /// </remarks>
@@ -59,7 +60,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="Checkpoint">The position of the newest checkpoint when the shard was lost ("epoch 3's end", "epoch 4 round 200").</param>
     /// <param name="InARow">How many restarts in a row found that same checkpoint the newest: 1 for the first.</param>
     /// <param name="Loss">What was lost, for the new host's first line.</param>
-    public sealed record ShardLossRestart(string JobId, string Checkpoint, int InARow, string Loss);
+    public sealed record ShardLossRestart(string JobId, string Checkpoint, int InARow, string Loss)
+    {
+        /// <summary>
+        /// The count in a row of a restart after <paramref name="earlier"/> (null: this is the job's first host) whose newest checkpoint is
+        /// <paramref name="checkpoint"/>: 1 when it differs from the one the earlier restart had, else one more; null when that would pass
+        /// <see cref="MaxRestartsFromOneCheckpoint"/> (the job ends instead).
+        /// </summary>
+        public static int? After(ShardLossRestart? earlier, string checkpoint)
+        {
+            var inARow = earlier is not null && earlier.Checkpoint == checkpoint ? earlier.InARow + 1 : 1;
+            return inARow > MaxRestartsFromOneCheckpoint ? null : inARow;
+        }
+    }
 
     /// <summary>A job host asks its <see cref="JobHostSupervisor"/> to stop it and start a new one with <paramref name="Restart"/>. In process only.</summary>
     /// <param name="Restart">What the new host is told.</param>
@@ -213,7 +226,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _listener = listener;
         _failover = failover;
         _takeover = (failover?.WasStandby ?? false) || restartedAfter is not null;
-        _stoodBy = failover?.WasStandby ?? false;
+        _stoodBy = (failover?.WasStandby ?? false) && restartedAfter is null; // a restart has the job's own settings
         if (restartedAfter is not null) _jobId = restartedAfter.JobId;
         _trainCount = trainCount;
         _testCount = testCount;
@@ -299,7 +312,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<RetakeCheckpointDirectory>(_ => OnRetakeCheckpointDirectory());
     }
 
-    /// <summary>Props of the job host, which <see cref="ParameterServerNode.SingletonManagerProps"/> runs as a cluster singleton.</summary>
+    /// <summary>Props of the job host, which a <see cref="JobHostSupervisor"/> runs as the child of the cluster singleton
+    /// (<see cref="ParameterServerNode.SingletonManagerProps"/>); tests also run it alone.</summary>
     /// <param name="options">The job's validated options.</param>
     /// <param name="security">The job's identity (checked at registration) and the node's TLS certificates.</param>
     /// <param name="listener">The node's data-plane listener, bound at start-up; the host attaches to it while it runs.</param>
@@ -348,9 +362,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_restartedAfter is { } restart)
         {
             Metrics.DistTrainMetrics.RecordShardLossRestart();
-            _log.Warning(string.Format(CultureInfo.InvariantCulture, "Restarting the job on this node from the newest checkpoint (of {0}; restart {1} in a row " +
-                "from it, at most {2}) after: {3} Waiting for {4} worker(s) to register again; data plane on port {5}, {6}", restart.Checkpoint, restart.InARow,
-                MaxRestartsFromOneCheckpoint, restart.Loss.TrimEnd(), _options.Cluster.MinWorkers, _listener.Port, _listener.Interfaces));
+            _log.Info(string.Format(CultureInfo.InvariantCulture, "Restarting the job on this node from the newest checkpoint (of {0}; restart {1} of at most " +
+                "{2} from that checkpoint) after the lost shard node; waiting for {3} worker(s) to register again; data plane on port {4}, {5}", restart.Checkpoint,
+                restart.InARow, MaxRestartsFromOneCheckpoint, _options.Cluster.MinWorkers, _listener.Port, _listener.Interfaces));
         }
         else if (_takeover)
         {
@@ -530,7 +544,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Sender.Tell(_finished); // a worker that lost the data plane at the very end: the job is over
             return;
         }
-        if (register.LostParameterServer && !_started && !_resumeSearched && register.JobId.Length > 0) _jobId = register.JobId;
+        // (A restart knows its job's id already.)
+        if (register.LostParameterServer && !_started && !_resumeSearched && register.JobId.Length > 0 && _restartedAfter is null) _jobId = register.JobId;
         if (register.LostParameterServer && !_started && !_takeover)
         {
             // A worker that was training under another parameter server: this host continues that job, whether or not
@@ -1133,8 +1148,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool RestartAfterLostShard(ShardNodesException lost)
     {
         if (!_restartable || string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || lost.NewestCheckpoint is not { } checkpoint) return false;
-        var inARow = _restartedAfter is { } earlier && earlier.Checkpoint == checkpoint ? earlier.InARow + 1 : 1;
-        if (inARow > MaxRestartsFromOneCheckpoint)
+        if (ShardLossRestart.After(_restartedAfter, checkpoint) is not { } inARow)
         {
             _log.Warning("The job was restarted {0} times in a row from the checkpoint of {1} after a lost shard node, and lost one again before it wrote a " +
                 "newer checkpoint: it ends here. Check the shard nodes' logs for why they leave.", MaxRestartsFromOneCheckpoint, checkpoint);
@@ -1143,6 +1157,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _checkpointLock?.Dispose(); // the new host takes Checkpoint:Directory at once
         _checkpointLock = null;
         Timers.CancelAll();
+        _listener.Detach(Self); // a worker's connection from now on is the new host's (refused until it attaches)
         _log.Warning("{0} The job starts again on this node from the newest checkpoint (of {1}) in {2}, placing the {3} shards anew on the shard nodes up " +
             "then: start a shard node in place of the lost one, unless a spare one is up.", lost.Loss.TrimEnd(), checkpoint, _options.Checkpoint.Directory,
             _options.Cluster.ParameterServerShards);
@@ -1152,6 +1167,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Become(() =>
         {
             Receive<JobHostSupervisor.StopAfterQueued>(_ => Context.Stop(Self));
+            Receive<DataPlaneListener.Accepted>(accepted => accepted.Connection.Dispose()); // accepted before the detach: its token is this run's
             Receive<RegisterWorker>(register => Context.Parent.Forward(register));
             Receive<RegisterStandby>(register => Context.Parent.Forward(register));
             Receive<StopTraining>(stop => Context.Parent.Forward(stop));

@@ -33,6 +33,19 @@ public sealed class JobHostSupervisor : ReceiveActor, IWithUnboundedStash
         private StopAfterQueued() { }
     }
 
+    /// <summary>
+    /// The singleton manager's termination message (<see cref="ParameterServerNode.SingletonManagerProps"/>), at a hand-over to
+    /// another node or the node's leave: passed to the host as a <see cref="PoisonPill"/>, behind every message forwarded to it,
+    /// as the pill reached the host when it was the singleton itself; this actor stops once the host has.
+    /// </summary>
+    public sealed class HandOver : INoSerializationVerificationNeeded
+    {
+        /// <summary>The only instance.</summary>
+        public static readonly HandOver Instance = new();
+
+        private HandOver() { }
+    }
+
     private readonly Func<JobHost.ShardLossRestart?, Props> _hostProps;
     private IActorRef _host = ActorRefs.Nobody;
     private JobHost.ShardLossRestart? _restart;
@@ -68,6 +81,7 @@ public sealed class JobHostSupervisor : ReceiveActor, IWithUnboundedStash
             Become(Restarting);
         });
         Receive<Terminated>(t => t.ActorRef.Equals(_host), _ => Context.Stop(Self));
+        Receive<HandOver>(_ => _host.Tell(PoisonPill.Instance));
         ReceiveAny(message => _host.Forward(message));
     }
 

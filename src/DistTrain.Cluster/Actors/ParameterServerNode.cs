@@ -123,8 +123,11 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
     /// Props of the singleton manager that runs <paramref name="jobHost"/> on the oldest parameter-server node. Create
     /// it on every such node under <see cref="SingletonManagerName"/>.
     /// </summary>
+    /// <remarks>The termination message at a hand-over is <see cref="JobHostSupervisor.HandOver"/> for a <see cref="JobHostSupervisor"/>'s props
+    /// (<see cref="PoisonPill"/> otherwise, as for a <see cref="JobHost"/> run alone): the supervisor passes it on behind the messages
+    /// it forwarded, so none is dropped by a stop that overtakes them.</remarks>
     public static Props SingletonManagerProps(ActorSystem system, Props jobHost) =>
-        ClusterSingletonManager.Props(jobHost, PoisonPill.Instance,
+        ClusterSingletonManager.Props(jobHost, jobHost.Type == typeof(JobHostSupervisor) ? JobHostSupervisor.HandOver.Instance : PoisonPill.Instance,
             ClusterSingletonManagerSettings.Create(system).WithRole(NodeRoles.ParameterServer).WithSingletonName(SingletonName));
 
     /// <summary>Props of a proxy that forwards to the job host wherever it runs (buffering while it moves).</summary>

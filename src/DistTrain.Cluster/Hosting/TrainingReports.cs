@@ -97,10 +97,11 @@ public interface ITrainingObserver
     void CheckpointSaved(CheckpointSaved checkpoint) { }
 
     /// <summary>
-    /// The run starts from a checkpoint: its next step is <paramref name="epoch"/>'s round <paramref name="round"/>, on weights
-    /// <paramref name="version"/>. Called before the run's first step. An observer that already recorded steps past that
-    /// version, or epochs from <paramref name="epoch"/> on, recorded work that is now trained again (a job restarted on its
-    /// parameter-server node after a lost shard node) and drops them, so each step and epoch is recorded once.
+    /// Where the run starts: its next step is <paramref name="epoch"/>'s round <paramref name="round"/>, on weights
+    /// <paramref name="version"/> (1, 0 and 0 for a new run; a checkpoint's position for a resumed one). Called once, before the
+    /// run's first step. An observer that already recorded steps past that version, or epochs from <paramref name="epoch"/> on,
+    /// recorded work that is now trained again (a job restarted on its parameter-server node after a lost shard node) and drops
+    /// them, so each step and epoch is recorded once.
     /// </summary>
     void RunResumed(int epoch, int round, long version) { }
 }
