@@ -29,7 +29,11 @@
 #   8. shard nodes with the standby, the ps container killed mid-epoch, right after its first checkpoint within epoch 3
 #      (every 200 steps): the shard containers release the lost server's shards, the standby takes over from that checkpoint
 #      and places new shards on the same shard containers, every node but the killed one exits 0, and the test accuracy equals
-#      the undisturbed run's (a resume is exact).
+#      the undisturbed run's (a resume is exact);
+#   9. shard nodes without the standby, 3 shard containers for 2 shards, one of the two hosting a shard killed right after
+#      the first checkpoint within epoch 3: the ps container starts the job again from that checkpoint on its own node,
+#      placing the shards on the survivor and the spare, and every node but the killed one exits 0 with the test accuracy
+#      of the undisturbed run.
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
 #
@@ -587,4 +591,40 @@ check $? "the job completed on the standby (standby $standby_status, workers $wo
 check $? "test accuracy after the takeover on shard nodes equals the undisturbed run's: ${shards_failover_accuracy:-?}% and ${container_accuracy:-?}%"
 down
 
-log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed and restarted ${shards_killed_accuracy:-?}%, shard nodes with the ps killed ${shards_failover_accuracy:-?}%"
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 7: shard nodes without the standby, 3 shard containers for 2 shards, a hosting one killed mid-epoch"
+t0=$(now)
+DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=3 \
+  ps worker shard > "$work/up.log" 2>&1 || die "compose up (shard nodes, a spare) failed: $(tail -5 "$work/up.log")"
+ps_id=$(ids ps); worker_ids=($(ids worker)); shard_ids=($(ids shard))
+[ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 3 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 3"
+wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start within 480 s: $(logs_of "$ps_id" | tail -5)"
+wait_for_log "$ps_id" "^checkpoint [^ ]*: version [0-9]+, next epoch 3 round [1-9]" 300 || die "no checkpoint within epoch 3"
+hosting=(); spare=""
+for id in "${shard_ids[@]}"; do if log_has "$id" "Shard host: hosting shard"; then hosting+=("$id"); else spare=$id; fi; done
+[ ${#hosting[@]} -eq 2 ] && [ -n "$spare" ] || die "expected 2 shard containers hosting a shard and 1 spare, found ${#hosting[@]} hosting"
+victim=${hosting[1]}
+t_kill=$(now)
+"$engine" kill "$victim" > /dev/null
+log "killed shard container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) after the checkpoint within epoch 3"
+wait_for_log "$ps_id" "The job starts again on this node from the newest checkpoint" 120
+check $? "the parameter server starts the job again on its own node from the newest checkpoint"
+logs_of "$ps_id" | grep -oE "The job starts again on this node from the newest checkpoint \(of [^)]*\)" | head -1 | sed 's/^/  | /'
+ps_status=$(exit_code "$ps_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
+shard_statuses="$(exit_code "${hosting[0]}" 60) $(exit_code "$spare" 60)"
+# The restarted run's start: the last "Training starts" line, once the job has ended.
+t_resumed=$(logs_of "$ps_id" | grep -E "Training starts" | tail -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
+t_resumed=$([ -n "$t_resumed" ] && date -u -d "$t_resumed" +%s.%N 2> /dev/null || echo "")
+save_logs shard-nodes-shard-killed
+summary_lines "$ps_id"
+shards_restart_accuracy=$(accuracy_of "$ps_id")
+log "kill -> training again: $(seconds_between "$t_kill" "${t_resumed:-}") s"
+log_has "$spare" "resumes from the checkpoint.s slice"
+check $? "the spare shard container hosts a shard of the restarted run, from the checkpoint's slice"
+[ "$ps_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
+check $? "the job completed on the same ps container (ps $ps_status, workers $worker_statuses, surviving and spare shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
+[ -n "$shards_restart_accuracy" ] && [ "$shards_restart_accuracy" = "${container_accuracy:-}" ]
+check $? "test accuracy after the restart on a spare shard node equals the undisturbed run's: ${shards_restart_accuracy:-?}% and ${container_accuracy:-?}%"
+down
+
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed and restarted ${shards_killed_accuracy:-?}%, shard nodes with the ps killed ${shards_failover_accuracy:-?}%, shard nodes with a shard node killed ${shards_restart_accuracy:-?}%"
