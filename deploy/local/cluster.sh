@@ -323,6 +323,7 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
     echo "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' TERM
+[ "$shard_nodes" != 0 ] || [ "$shard_spares" = 0 ] || echo "cluster.sh: SHARD_SPARES = $shard_spares is ignored: Cluster:ShardNodes is off, so no shard node starts." >&2
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)")$([ "$shard_nodes" = 0 ] || [ "$shard_spares" = 0 ] || echo " ($shard_spares of them spare$([ "$shard_spares" = 1 ] || echo s))"); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
@@ -482,7 +483,7 @@ while true; do
   if [[ "${names[$ended]}" == shard-* ]] && [ "$code" -ne 0 ]; then
     # The run cannot go on without the shard: the parameter server fails the job, naming the shard, and the loop reports its
     # exit; or, with a checkpoint written, starts the job again from it, with a spare shard node in the lost one's place.
-    echo "${names[$ended]} (a shard node) ended with code $code$([ "$code" -le 128 ] || echo " (signal $(( code - 128 )))"); the run cannot go on without its shard: the job ends, unless it has a checkpoint and a spare shard node is up (SHARD_SPARES), from which the parameter server starts it again (its log says so). Its log: $logs/${names[$ended]}.log." >&2
+    echo "${names[$ended]} (a shard node) ended with code $code$([ "$code" -le 128 ] || echo " (signal $(( code - 128 )))"); if it hosted a shard, the run cannot go on without it: the job ends, unless it has a checkpoint and a spare shard node is up (SHARD_SPARES), on which the parameter server starts it again (its log says so). Its log: $logs/${names[$ended]}.log." >&2
     continue
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"

@@ -15,8 +15,9 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
     /// <summary>What a stand-in host received, and from whom, and which restart it was started with.</summary>
     private sealed record Got(int Host, object Message, IActorRef Sender, JobHost.ShardLossRestart? Restart);
 
-    /// <summary>Tells the stand-in host to ask its parent for a restart.</summary>
-    private sealed record AskRestart(JobHost.ShardLossRestart Restart);
+    /// <summary>Tells the stand-in host to ask its parent for a restart; given <paramref name="HoldStop"/>, it says "stopping" on
+    /// <see cref="JobHostSupervisor.StopAfterQueued"/> and stops only once that is set.</summary>
+    private sealed record AskRestart(JobHost.ShardLossRestart Restart, ManualResetEventSlim? HoldStop = null);
 
     /// <summary>Holds the stand-in host in its message handler until released, so messages queue behind it.</summary>
     private sealed record Block(ManualResetEventSlim Release);
@@ -34,7 +35,15 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
                 Context.Parent.Tell(new JobHost.RestartHere(ask.Restart));
                 Become(() =>
                 {
-                    Receive<JobHostSupervisor.StopAfterQueued>(_ => Context.Stop(Self));
+                    Receive<JobHostSupervisor.StopAfterQueued>(_ =>
+                    {
+                        if (ask.HoldStop is { } hold)
+                        {
+                            probe.Tell("stopping");
+                            hold.Wait(TimeSpan.FromSeconds(10));
+                        }
+                        Context.Stop(Self);
+                    });
                     ReceiveAny(message => Context.Parent.Forward(message));
                 });
             });
@@ -107,6 +116,42 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
         release.Set();
         Assert.Equal("before", ExpectMsg<Got>().Message);
         ExpectTerminated(supervisor);
+    }
+
+    /// <summary>
+    /// A hand-over that meets a restart starts no new host, in either order: before the host's request (the request is then
+    /// ignored) or while the old host stops; the supervisor stops once the host has, as the singleton manager expects.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_hand_over_during_a_restart_starts_no_new_host_and_stops_the_supervisor(bool handOverFirst)
+    {
+        var started = new List<JobHost.ShardLossRestart?>();
+        var supervisor = Supervisor(started);
+        Watch(supervisor);
+        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1, "Shard 1 of 2 is gone.");
+        using var release = new ManualResetEventSlim();
+        if (handOverFirst)
+        {
+            // The host is held: the supervisor takes the hand-over (a PoisonPill queued at the host) before the host asks.
+            supervisor.Tell(new Block(release));
+            supervisor.Tell(new AskRestart(restart));
+            supervisor.Tell(JobHostSupervisor.HandOver.Instance);
+            release.Set();
+        }
+        else
+        {
+            // The supervisor is restarting (the old host has its StopAfterQueued and holds it) when the hand-over comes.
+            supervisor.Tell(new AskRestart(restart, release));
+            ExpectMsg("stopping");
+            supervisor.Tell("kept");
+            supervisor.Tell(JobHostSupervisor.HandOver.Instance);
+            release.Set();
+        }
+        ExpectTerminated(supervisor);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        Assert.Equal([null], started);
     }
 
     [Fact]

@@ -609,18 +609,22 @@ t_kill=$(now)
 log "killed shard container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) after the checkpoint within epoch 3"
 wait_for_log "$ps_id" "The job starts again on this node from the newest checkpoint" 120
 check $? "the parameter server starts the job again on its own node from the newest checkpoint"
-logs_of "$ps_id" | grep -oE "The job starts again on this node from the newest checkpoint \(of [^)]*\)" | head -1 | sed 's/^/  | /'
+restart_line=$(logs_of "$ps_id" | grep -oE "The job starts again on this node from the newest checkpoint \(of [^)]*\)" | head -1)
+echo "  | $restart_line"
+[[ "$restart_line" =~ \(of\ epoch\ 3\ round\ [1-9] ]]
+check $? "it restarts from the checkpoint within epoch 3"
 ps_status=$(exit_code "$ps_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
 shard_statuses="$(exit_code "${hosting[0]}" 60) $(exit_code "$spare" 60)"
-# The restarted run's start: the last "Training starts" line, once the job has ended.
-t_resumed=$(logs_of "$ps_id" | grep -E "Training starts" | tail -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
+# The restarted run's start: the first "Training starts" line after the restart's, once the job has ended.
+t_resumed=$(logs_of "$ps_id" | sed -n '/The job starts again on this node/,$p' | grep -E "Training starts" | head -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
 t_resumed=$([ -n "$t_resumed" ] && date -u -d "$t_resumed" +%s.%N 2> /dev/null || echo "")
 save_logs shard-nodes-shard-killed
 summary_lines "$ps_id"
 shards_restart_accuracy=$(accuracy_of "$ps_id")
 log "kill -> training again: $(seconds_between "$t_kill" "${t_resumed:-}") s"
-log_has "$spare" "resumes from the checkpoint.s slice"
-check $? "the spare shard container hosts a shard of the restarted run, from the checkpoint's slice"
+restarted_shards=0
+for id in "$spare" "${hosting[0]}"; do log_has "$id" "resumes from the checkpoint.s slice" || restarted_shards=1; done
+check $restarted_shards "the spare and the surviving shard containers host the restarted run's shards, from the checkpoint's slices"
 [ "$ps_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
 check $? "the job completed on the same ps container (ps $ps_status, workers $worker_statuses, surviving and spare shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
 [ -n "$shards_restart_accuracy" ] && [ "$shards_restart_accuracy" = "${container_accuracy:-}" ]

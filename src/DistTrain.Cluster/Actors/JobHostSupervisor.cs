@@ -49,6 +49,7 @@ public sealed class JobHostSupervisor : ReceiveActor, IWithUnboundedStash
     private readonly Func<JobHost.ShardLossRestart?, Props> _hostProps;
     private IActorRef _host = ActorRefs.Nobody;
     private JobHost.ShardLossRestart? _restart;
+    private bool _handingOver; // the singleton manager's HandOver came: no host is started any more
     private int _started;
 
     /// <summary>Creates the supervisor; see <see cref="Props"/>.</summary>
@@ -74,14 +75,20 @@ public sealed class JobHostSupervisor : ReceiveActor, IWithUnboundedStash
 
     private void Running()
     {
-        Receive<JobHost.RestartHere>(_ => Sender.Equals(_host), restart =>
+        // After a hand-over the host is on its way out, and a restart it asked for meanwhile starts nothing.
+        Receive<JobHost.RestartHere>(_ => Sender.Equals(_host) && !_handingOver, restart =>
         {
             _restart = restart.Restart;
             _host.Tell(StopAfterQueued.Instance);
             Become(Restarting);
         });
+        Receive<JobHost.RestartHere>(_ => Sender.Equals(_host), _ => { });
         Receive<Terminated>(t => t.ActorRef.Equals(_host), _ => Context.Stop(Self));
-        Receive<HandOver>(_ => _host.Tell(PoisonPill.Instance));
+        Receive<HandOver>(_ =>
+        {
+            _handingOver = true;
+            _host.Tell(PoisonPill.Instance);
+        });
         ReceiveAny(message => _host.Forward(message));
     }
 
@@ -89,10 +96,18 @@ public sealed class JobHostSupervisor : ReceiveActor, IWithUnboundedStash
     {
         Receive<Terminated>(t => t.ActorRef.Equals(_host), _ =>
         {
+            // A hand-over while the old host stopped: no new host (it would start, count a restart and take registrations only to be
+            // stopped); this actor stops, as the singleton manager expects, and what was kept goes to dead letters with it.
+            if (_handingOver)
+            {
+                Context.Stop(Self);
+                return;
+            }
             _host = StartHost(_restart);
             Become(Running);
             Stash.UnstashAll();
         });
+        Receive<HandOver>(_ => _handingOver = true);
         ReceiveAny(_ => Stash.Stash());
     }
 }
