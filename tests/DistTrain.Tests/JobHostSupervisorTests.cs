@@ -73,7 +73,7 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
         var first = ExpectMsg<Got>();
         Assert.Equal((1, "register", sender.Ref, (JobHost.ShardLossRestart?)null), (first.Host, first.Message, first.Sender, first.Restart));
 
-        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1, "Shard 1 of 2 is gone.");
+        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1);
         // The first host is held while messages queue behind its request, forwarded to it: they reach the second host, in order,
         // with their sender, none lost to the first one's stop.
         using var release = new ManualResetEventSlim();
@@ -94,7 +94,7 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
     [Fact]
     public void Restarts_in_a_row_from_one_checkpoint_are_counted_and_the_fourth_is_refused()
     {
-        JobHost.ShardLossRestart Restart(string checkpoint, int inARow) => new("job-1", checkpoint, inARow, "lost");
+        JobHost.ShardLossRestart Restart(string checkpoint, int inARow) => new("job-1", checkpoint, inARow);
         Assert.Equal(1, JobHost.ShardLossRestart.After(null, "epoch 2's end"));
         Assert.Equal(2, JobHost.ShardLossRestart.After(Restart("epoch 2's end", 1), "epoch 2's end"));
         Assert.Equal(3, JobHost.ShardLossRestart.After(Restart("epoch 2's end", 2), "epoch 2's end"));
@@ -130,7 +130,7 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
         var started = new List<JobHost.ShardLossRestart?>();
         var supervisor = Supervisor(started);
         Watch(supervisor);
-        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1, "Shard 1 of 2 is gone.");
+        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1);
         using var release = new ManualResetEventSlim();
         if (handOverFirst)
         {
@@ -159,7 +159,7 @@ public sealed class JobHostSupervisorTests() : TestKit(TestTimeouts.TestKitConfi
     {
         var started = new List<JobHost.ShardLossRestart?>();
         var supervisor = Supervisor(started);
-        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1, "Shard 1 of 2 is gone.");
+        var restart = new JobHost.ShardLossRestart("job-1", "epoch 1's end", 1);
         supervisor.Tell(new JobHost.RestartHere(restart), CreateTestProbe().Ref);
         var got = ExpectMsg<Got>();
         Assert.Equal(1, got.Host);

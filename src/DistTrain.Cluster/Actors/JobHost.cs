@@ -59,8 +59,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="JobId">The job's id, by which the new host finds the job's checkpoints and the workers' registrations are matched.</param>
     /// <param name="Checkpoint">The position of the newest checkpoint when the shard was lost ("epoch 3's end", "epoch 4 round 200").</param>
     /// <param name="InARow">How many restarts in a row found that same checkpoint the newest: 1 for the first.</param>
-    /// <param name="Loss">What was lost, for the new host's first line.</param>
-    public sealed record ShardLossRestart(string JobId, string Checkpoint, int InARow, string Loss)
+    public sealed record ShardLossRestart(string JobId, string Checkpoint, int InARow)
     {
         /// <summary>
         /// The count in a row of a restart after <paramref name="earlier"/> (null: this is the job's first host) whose newest checkpoint is
@@ -1161,7 +1160,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _log.Warning("{0} The job starts again on this node from the newest checkpoint (of {1}) in {2}, placing the {3} shards anew on the shard nodes up " +
             "then: start a shard node in place of the lost one, unless a spare one is up.", lost.Loss.TrimEnd(), checkpoint, _options.Checkpoint.Directory,
             _options.Cluster.ParameterServerShards);
-        Context.Parent.Tell(new RestartHere(new ShardLossRestart(_jobId, checkpoint, inARow, lost.Loss)));
+        Context.Parent.Tell(new RestartHere(new ShardLossRestart(_jobId, checkpoint, inARow)));
         // What the other nodes sent this host until the supervisor's StopAfterQueued, which comes behind it, goes back up to the new
         // host (the supervisor keeps it until that one runs); the rest was this run's own.
         Become(() =>
